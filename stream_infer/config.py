@@ -1,0 +1,170 @@
+"""The settings tree: built once at start-up, frozen, passed down.
+
+Environment variables use the ``STREAM_INFER_`` prefix and ``__`` for nesting, e.g.
+``STREAM_INFER_WORKER__MAX_BATCH_SIZE=512``. ``KAFKA_BOOTSTRAP`` (no prefix) points every
+component at an existing cluster instead of the embedded broker. Nothing else in the code base
+reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Frozen):
+    """Where the cluster is and how to talk to it."""
+
+    bootstrap_servers: str | None = Field(
+        default=None, description="host:port list; None means start the embedded broker"
+    )
+    embedded_broker: Literal["tansu", "noida"] = "tansu"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    session_timeout_ms: int = Field(default=6000, ge=1000)
+    client_id: str = "stream-infer"
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every client (producer, consumer, admin)."""
+        if self.bootstrap_servers is None:
+            msg = "kafka.bootstrap_servers is not set (start the embedded broker first)"
+            raise ValueError(msg)
+        cfg: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "client.id": self.client_id,
+        }
+        if self.sasl_mechanism:
+            cfg["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            cfg["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            cfg["sasl.password"] = self.sasl_password.get_secret_value()
+        return cfg
+
+
+class TopicSettings(_Frozen):
+    """Topic names; their layout lives in ``topics/*.json``."""
+
+    transactions: str = "transactions"
+    labels: str = "transaction-labels"
+    scores: str = "scores"
+    scores_shadow: str = "scores-shadow"
+    dead_letter: str = "transactions-dlq"
+    specs_dir: Path = Path("topics")
+    partitions: int | None = Field(
+        default=None, ge=1, description="override every spec's partition count (tests)"
+    )
+
+
+class BatchSettings(_Frozen):
+    """Micro-batching shared by the worker and the sidecar."""
+
+    max_batch_size: int = Field(default=512, ge=1, le=65536)
+    max_wait_ms: float = Field(default=5.0, ge=0)
+
+
+class WorkerSettings(_Frozen):
+    """The scoring worker's loop."""
+
+    group_id: str = "stream-infer-scoring"
+    max_in_flight_batches: int = Field(default=8, ge=1, description="bounds memory")
+    emit_features: bool = False
+    drain_timeout_s: float = Field(default=30.0, gt=0)
+    statistics_interval_ms: int = Field(default=1000, ge=0)
+    queued_max_messages_kbytes: int = Field(default=16384, ge=1024)
+
+
+class ModelSettings(_Frozen):
+    """Which artifact to serve and where it runs."""
+
+    registry_dir: Path = Path("registry")
+    name: str = "fraud"
+    version: int | None = Field(default=None, description="None = the production stage")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    intra_op_threads: int = Field(default=1, ge=0)
+    warmup_batches: int = Field(default=3, ge=0)
+
+
+class MetricsSettings(_Frozen):
+    """Prometheus exposition."""
+
+    enabled: bool = True
+    port: int = Field(default=9108, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
+class RedisSettings(_Frozen):
+    """Online store / cache. ``url`` None means the embedded SQLite defaults."""
+
+    url: SecretStr | None = None
+
+
+class ServeSettings(_Frozen):
+    """The sidecar HTTP endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_queue: int = Field(default=1024, ge=1)
+    request_timeout_ms: float = Field(default=1000.0, gt=0)
+    max_body_bytes: int = Field(default=65536, ge=256)
+    cache_enabled: bool = False
+    cache_ttl_s: int = Field(default=300, ge=1)
+
+
+class FeatureSettings(_Frozen):
+    """Feature state and the Feast repository."""
+
+    repo_dir: Path = Path("features")
+    state_dir: Path = Path("var/state")
+    terminal_wait_ms: float = Field(default=0.0, ge=0)
+
+
+class Settings(BaseSettings):
+    """Root of the tree. Build it once with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAM_INFER_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    batch: BatchSettings = BatchSettings()
+    worker: WorkerSettings = WorkerSettings()
+    model: ModelSettings = ModelSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    redis: RedisSettings = RedisSettings()
+    serve: ServeSettings = ServeSettings()
+    features: FeatureSettings = FeatureSettings()
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        validation_alias="KAFKA_BOOTSTRAP",
+        description="an existing cluster to use instead of the embedded broker",
+    )
+
+    def with_bootstrap(self, bootstrap: str) -> Settings:
+        """A copy pointing every Kafka client at ``bootstrap``."""
+        kafka = self.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+        return self.model_copy(update={"kafka": kafka})
+
+    def resolved_bootstrap(self) -> str | None:
+        """``KAFKA_BOOTSTRAP`` wins over ``kafka.bootstrap_servers``; None = embedded broker."""
+        return self.kafka_bootstrap or self.kafka.bootstrap_servers
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment once; ``overrides`` are nested dicts, as from the CLI."""
+    return Settings(**overrides)

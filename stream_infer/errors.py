@@ -1,0 +1,44 @@
+"""The one exception root, split by what the caller does next.
+
+- :class:`DeadLetterError`: the input is bad; route it to the dead-letter topic and move on.
+- :class:`RetryableError`: a dependency hiccuped; try again (bounded) before giving up.
+- :class:`FatalError`: continuing would lose or corrupt data; stop now, let a restart recover.
+"""
+
+from __future__ import annotations
+
+
+class StreamInferError(Exception):
+    """Root of every error stream-infer raises on purpose."""
+
+
+class DeadLetterError(StreamInferError):
+    """The event cannot be processed as sent; it belongs in the dead-letter topic."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryableError(StreamInferError):
+    """A transient failure: the same call may succeed if repeated."""
+
+
+class FatalError(StreamInferError):
+    """An error that must stop the process (data would be lost or corrupted otherwise)."""
+
+
+class ConfigError(FatalError):
+    """Settings or topic layout are invalid; refuse to start."""
+
+
+class ModelArtifactError(FatalError):
+    """A model artifact is missing, corrupt, or does not match its manifest."""
+
+
+class ModelNotFoundError(StreamInferError):
+    """No model (or version) by that name is registered."""
+
+
+class DeliveryError(FatalError):
+    """Kafka refused or lost a produced record after the client's own retries."""

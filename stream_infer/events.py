@@ -1,0 +1,151 @@
+"""Wire schemas (pydantic) and their orjson codecs.
+
+Every event crossing Kafka or HTTP is one of these. Decoding never raises anything but
+:class:`~stream_infer.errors.DeadLetterError`, whose reason says what was wrong, so a bad event
+is dead-lettered and the worker keeps going.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+)
+
+from stream_infer.errors import DeadLetterError
+
+#: Header carrying the time (epoch ns) loadgen intended to send the event at.
+INTENDED_SEND_HEADER = "x-intended-send-ns"
+
+
+def _as_utc(value: datetime) -> datetime:
+    # Naive timestamps are UTC by contract: the simulator and the handbook write them so.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+
+
+class Transaction(_Event):
+    """A card transaction as published on the ``transactions`` topic (key: customer_id)."""
+
+    transaction_id: Identifier
+    tx_datetime: UtcDatetime
+    customer_id: Identifier
+    terminal_id: Identifier
+    tx_amount: float = Field(ge=0, allow_inf_nan=False, le=1e9)
+
+    @property
+    def epoch_seconds(self) -> int:
+        """Event time in whole UTC seconds (the features' resolution)."""
+        return int(self.tx_datetime.timestamp())
+
+
+class Label(_Event):
+    """A transaction's fraud label, published 7 days after it (key: terminal_id)."""
+
+    transaction_id: Identifier
+    tx_datetime: UtcDatetime
+    terminal_id: Identifier
+    tx_fraud: int = Field(ge=0, le=1)
+
+
+class Score(_Event):
+    """The model's verdict on one transaction (key: customer_id)."""
+
+    transaction_id: str
+    customer_id: str
+    score: float
+    is_fraud: bool
+    model_name: str
+    model_version: int
+    event_time: datetime
+    scored_at: datetime
+    latency_ms: float
+    features: dict[str, float] | None = None
+    flags: list[str] = Field(default_factory=list)
+
+
+class DeadLetter(_Event):
+    """An event we could not process, with everything needed to replay it."""
+
+    original: bytes
+    original_key: bytes | None = None
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    failed_at: datetime
+
+    @field_serializer("original", "original_key")
+    def _b64(self, value: bytes | None) -> str | None:
+        return None if value is None else base64.b64encode(value).decode("ascii")
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "<event>"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid transaction: " + "; ".join(parts)
+
+
+def decode_transaction(raw: bytes | None) -> Transaction:
+    """Parse and validate one transaction.
+
+    Raises:
+        DeadLetterError: the bytes are empty, not JSON, or fail validation (reason says which).
+    """
+    if not raw:
+        raise DeadLetterError("empty message value")
+    try:
+        return Transaction.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise DeadLetterError(f"not valid JSON: {exc.errors()[0]['msg']}") from exc
+        raise DeadLetterError(_reason(exc)) from exc
+
+
+def decode_label(raw: bytes | None) -> Label:
+    """Parse and validate one label.
+
+    Raises:
+        DeadLetterError: the bytes are empty, not JSON, or fail validation.
+    """
+    if not raw:
+        raise DeadLetterError("empty message value")
+    try:
+        return Label.model_validate_json(raw)
+    except ValidationError as exc:
+        raise DeadLetterError(_reason(exc).replace("transaction", "label", 1)) from exc
+
+
+def encode(event: BaseModel) -> bytes:
+    """Serialize any schema to compact JSON bytes."""
+    return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+
+
+def encode_dict(payload: dict[str, Any]) -> bytes:
+    """Serialize a plain dict (hot path: skips pydantic's serializer)."""
+    return orjson.dumps(payload)
+
+
+def utc_from_epoch(seconds: float) -> datetime:
+    """An aware UTC datetime for an epoch timestamp."""
+    return datetime.fromtimestamp(seconds, tz=UTC)

@@ -1,0 +1,73 @@
+"""Real-broker fixtures: one broker per session, fresh topics and group per test.
+
+``KAFKA_BOOTSTRAP`` set: use that cluster. Otherwise start Tansu (and noida-db on demand).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream_infer.config import Settings, load_settings
+from stream_infer.kafka.broker import EmbeddedBroker
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return load_settings(topics={"specs_dir": REPO / "topics"})
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(base_settings: Settings) -> Iterator[str]:
+    if base_settings.kafka_bootstrap:
+        yield base_settings.kafka_bootstrap
+        return
+    with EmbeddedBroker("tansu") as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def noida_broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker("noida") as broker:
+        yield broker
+
+
+def make_test_settings(
+    base: Settings, bootstrap: str, tmp: Path, partitions: int = 3, **overrides: object
+) -> Settings:
+    """Per-test topic names and group id, so tests never see each other's data."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = {
+        "transactions": f"transactions-{suffix}",
+        "labels": f"transaction-labels-{suffix}",
+        "scores": f"scores-{suffix}",
+        "scores_shadow": f"scores-shadow-{suffix}",
+        "dead_letter": f"transactions-dlq-{suffix}",
+        "specs_dir": str(base.topics.specs_dir),
+        "partitions": partitions,
+    }
+    data: dict[str, object] = {
+        "kafka": {"bootstrap_servers": bootstrap},
+        "topics": topics,
+        "worker": {"group_id": f"g-{suffix}"},
+        "metrics": {"enabled": False},
+        "features": {"state_dir": str(tmp / "state")},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            merged = dict(data[key])  # type: ignore[call-overload]
+            merged.update(value)
+            data[key] = merged
+        else:
+            data[key] = value
+    return load_settings(**data)
