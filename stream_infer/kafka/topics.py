@@ -7,6 +7,7 @@ output partition p, so ``transactions`` and ``scores`` must have the same number
 
 from __future__ import annotations
 
+import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -115,7 +116,8 @@ def apply(admin: Any, specs: Sequence[TopicSpec], timeout_s: float = 15.0) -> li
     from confluent_kafka.admin import NewTopic
 
     existing = {
-        name: len(meta.partitions) for name, meta in admin.list_topics(timeout=timeout_s).topics.items()
+        name: len(meta.partitions)
+        for name, meta in admin.list_topics(timeout=timeout_s).topics.items()
     }
     # Check against what will exist after creation, before creating anything.
     planned = {s.name: existing.get(s.name, s.partitions) for s in specs}
@@ -145,9 +147,7 @@ def apply(admin: Any, specs: Sequence[TopicSpec], timeout_s: float = 15.0) -> li
             have = existing[spec.name]
             if have != spec.partitions:
                 results.append(
-                    TopicResult(
-                        spec.name, "drift", have, f"spec says {spec.partitions} partitions"
-                    )
+                    TopicResult(spec.name, "drift", have, f"spec says {spec.partitions} partitions")
                 )
             else:
                 results.append(TopicResult(spec.name, "exists", have))
@@ -157,7 +157,6 @@ def apply(admin: Any, specs: Sequence[TopicSpec], timeout_s: float = 15.0) -> li
 
 def wait_for_topics(admin: Any, names: Sequence[str], timeout_s: float = 15.0) -> None:
     """Block until metadata shows every topic with leaders for all partitions."""
-    import time
 
     deadline = time.monotonic() + timeout_s
     while True:

@@ -71,3 +71,22 @@ def make_test_settings(
         else:
             data[key] = value
     return load_settings(**data)
+
+
+@pytest.fixture(scope="session")
+def model_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry holding a small real model (a logistic regression on synthetic feature rows)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from stream_infer.features.definitions import FEATURE_NAMES
+    from stream_infer.model.export import to_onnx
+    from stream_infer.model.registry import ModelRegistry
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2000, len(FEATURE_NAMES))).astype(np.float32)
+    y = (x[:, 0] + x[:, 3] > 1.0).astype(int)
+    clf = LogisticRegression(max_iter=1000).fit(x, y)
+    root = tmp_path_factory.mktemp("registry")
+    ModelRegistry(root).register("fraud", to_onnx(clf, len(FEATURE_NAMES)), FEATURE_NAMES)
+    return root

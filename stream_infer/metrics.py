@@ -1,0 +1,116 @@
+"""Prometheus metrics for the worker and the sidecar, on a registry each process owns.
+
+No global registry: two workers in one test process must not collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+class WorkerMetrics:
+    """Everything the on-call dashboard reads from a scoring worker."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.consumed = Counter(
+            "stream_infer_events_consumed", "Events read from the input topic", registry=r
+        )
+        self.scored = Counter("stream_infer_events_scored", "Scores produced", registry=r)
+        self.dead_lettered = Counter(
+            "stream_infer_events_dead_lettered",
+            "Events sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.flagged = Counter(
+            "stream_infer_scores_flagged", "Scores carrying a flag", ["flag"], registry=r
+        )
+        self.delivery_errors = Counter(
+            "stream_infer_delivery_errors", "Produce requests Kafka failed", registry=r
+        )
+        self.batch_size = Histogram(
+            "stream_infer_batch_size", "Events per micro-batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.inference_seconds = Histogram(
+            "stream_infer_inference_seconds",
+            "Model call per batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.features_seconds = Histogram(
+            "stream_infer_features_seconds",
+            "Feature computation per batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_seconds = Histogram(
+            "stream_infer_end_to_end_seconds",
+            "Input record timestamp to score produced",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "stream_infer_consumer_lag",
+            "Messages behind the high watermark (librdkafka statistics)",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.in_flight_batches = Gauge(
+            "stream_infer_in_flight_batches",
+            "Batches produced but not yet acknowledged",
+            registry=r,
+        )
+        self.paused = Gauge(
+            "stream_infer_paused", "1 while partitions are paused for backpressure", registry=r
+        )
+        self.model_info = Info("stream_infer_model", "The model being served", registry=r)
+
+    def set_model(self, name: str, version: int, provider: str) -> None:
+        self.model_info.info({"name": name, "version": str(version), "provider": provider})
+
+    def observe_latencies(self, seconds: Iterable[float]) -> None:
+        observe = self.end_to_end_seconds.observe
+        for s in seconds:
+            observe(s)
+
+    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def forget_partitions(self, topic: str, partitions: Iterable[int]) -> None:
+        for p in partitions:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(topic, str(p))
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> Any:
+    """Expose ``registry`` on http://host:port/metrics; returns the server (``shutdown()``)."""
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server

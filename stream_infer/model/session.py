@@ -1,0 +1,191 @@
+"""One ONNX Runtime session per process: CUDA first when asked or available, CPU otherwise.
+
+:func:`load_model` verifies the artifact against its manifest (sha256, input signature, the
+ordered feature list the code computes), opens the session, and warms it up, so the first real
+batch is not the slow one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_infer.errors import ModelArtifactError
+from stream_infer.model.registry import ModelRegistry, ModelVersion
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+Device = Literal["auto", "cpu", "cuda"]
+FloatMatrix = npt.NDArray[np.float32]
+
+
+class OrtModule(Protocol):
+    """The slice of the ``onnxruntime`` module we use (tests substitute a fake)."""
+
+    def get_available_providers(self) -> list[str]: ...
+
+    def SessionOptions(self) -> Any: ...
+
+    def InferenceSession(
+        self, path_or_bytes: bytes, sess_options: Any = None, providers: Sequence[str] = ...
+    ) -> Any: ...
+
+
+def _onnxruntime() -> OrtModule:
+    import onnxruntime
+
+    # CUDA-less hosts would otherwise log an error per session about missing libraries.
+    onnxruntime.set_default_logger_severity(3)
+    module: OrtModule = onnxruntime
+    return module
+
+
+def choose_providers(available: Sequence[str], device: Device) -> list[str]:
+    """The provider list to ask for: CUDA then CPU when CUDA is wanted and listed."""
+    if device in ("auto", "cuda") and CUDA in available:
+        return [CUDA, CPU]
+    if device == "cuda":
+        log.warning("device=cuda requested but %s is not available; using CPU", CUDA)
+    return [CPU]
+
+
+def open_session(
+    model_bytes: bytes,
+    device: Device = "auto",
+    intra_op_threads: int = 1,
+    ort: OrtModule | None = None,
+) -> tuple[Any, str]:
+    """An InferenceSession and the provider that actually runs it.
+
+    A CUDA provider that is listed but cannot start (no driver, no GPU, missing libraries) falls
+    back to CPU with a warning instead of failing: ``onnxruntime-gpu`` lists CUDA whenever it is
+    installed, GPU or not.
+
+    Raises:
+        ModelArtifactError: the bytes are not a model ONNX Runtime can load.
+    """
+    ort = ort or _onnxruntime()
+    providers = choose_providers(ort.get_available_providers(), device)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
+    except Exception as exc:
+        if providers[0] != CUDA:
+            raise ModelArtifactError(f"ONNX Runtime cannot load the model: {exc}") from exc
+        log.warning("CUDA session failed (%s); falling back to CPU", exc)
+        try:
+            session = ort.InferenceSession(model_bytes, sess_options=options, providers=[CPU])
+        except Exception as cpu_exc:
+            raise ModelArtifactError(f"ONNX Runtime cannot load the model: {cpu_exc}") from cpu_exc
+    active = session.get_providers()
+    provider = CUDA if CUDA in active else CPU
+    if providers[0] == CUDA and provider != CUDA:
+        log.warning("CUDA listed but the session runs on CPU (no usable GPU)")
+    return session, provider
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified, warmed-up model: ``predict`` maps an (n, k) float32 matrix to n scores."""
+
+    name: str
+    version: int
+    feature_names: tuple[str, ...]
+    provider: str
+    session: Any
+    input_name: str
+    output_name: str
+
+    def predict(self, features: FloatMatrix) -> npt.NDArray[np.float32]:
+        """Fraud probability per row. ``features`` columns follow ``feature_names``."""
+        out = self.session.run([self.output_name], {self.input_name: features})[0]
+        # Classifiers give (n, 2) class probabilities; regressors/single-output give (n,) or (n,1).
+        scores: npt.NDArray[np.float32] = out[:, -1] if out.ndim == 2 else out
+        return scores
+
+    def warm_up(self, batches: int = 3, batch_size: int = 512) -> float:
+        """Run a few batches of zeros; returns seconds spent."""
+        start = time.monotonic()
+        for size in (1, batch_size)[: max(1, batches)]:
+            self.predict(np.zeros((size, len(self.feature_names)), dtype=np.float32))
+        for _ in range(max(0, batches - 2)):
+            self.predict(np.zeros((batch_size, len(self.feature_names)), dtype=np.float32))
+        return time.monotonic() - start
+
+
+def check_signature(session: Any, model: ModelVersion, expected_features: Sequence[str]) -> None:
+    """Refuse a session whose inputs/outputs disagree with the manifest or the code.
+
+    Raises:
+        ModelArtifactError: naming what differs.
+    """
+    manifest = model.manifest
+    if tuple(expected_features) != manifest.feature_names:
+        raise ModelArtifactError(
+            f"{manifest.name} v{manifest.version} was trained on features "
+            f"{list(manifest.feature_names)} but this code computes {list(expected_features)}"
+        )
+    inputs = session.get_inputs()
+    if len(inputs) != 1 or inputs[0].name != manifest.input_name:
+        names = [i.name for i in inputs]
+        raise ModelArtifactError(
+            f"{manifest.name} v{manifest.version}: artifact inputs {names} != manifest input "
+            f"{manifest.input_name!r}"
+        )
+    shape = inputs[0].shape
+    width = shape[-1] if len(shape) == 2 else None
+    if width != len(manifest.feature_names) or "float" not in str(inputs[0].type):
+        raise ModelArtifactError(
+            f"{manifest.name} v{manifest.version}: artifact input {inputs[0].name} is "
+            f"{inputs[0].type}{shape}, manifest needs float[?, {len(manifest.feature_names)}]"
+        )
+    outputs = [o.name for o in session.get_outputs()]
+    if manifest.output_name not in outputs:
+        raise ModelArtifactError(
+            f"{manifest.name} v{manifest.version}: output {manifest.output_name!r} not in {outputs}"
+        )
+
+
+def load_model(
+    registry: ModelRegistry,
+    name: str,
+    expected_features: Sequence[str],
+    *,
+    version: int | None = None,
+    device: Device = "auto",
+    intra_op_threads: int = 1,
+    warmup_batches: int = 3,
+    ort: OrtModule | None = None,
+) -> LoadedModel:
+    """Load, verify and warm up a registered model (production stage when no version).
+
+    Raises:
+        ModelNotFoundError: nothing registered under that name/version.
+        ModelArtifactError: hash or signature mismatch, or an unloadable artifact.
+    """
+    entry = registry.get(name, version)
+    data = registry.verify(entry)
+    session, provider = open_session(data, device, intra_op_threads, ort)
+    check_signature(session, entry, expected_features)
+    model = LoadedModel(
+        name=entry.manifest.name,
+        version=entry.manifest.version,
+        feature_names=entry.manifest.feature_names,
+        provider=provider,
+        session=session,
+        input_name=entry.manifest.input_name,
+        output_name=entry.manifest.output_name,
+    )
+    seconds = model.warm_up(warmup_batches)
+    log.info("loaded %s v%d on %s (warm-up %.1f ms)", name, model.version, provider, seconds * 1e3)
+    return model

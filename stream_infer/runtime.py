@@ -1,0 +1,115 @@
+"""Assembly: build the long-lived objects from the settings tree, once, at start-up.
+
+The CLI calls these; tests call them with their own settings. Nothing here reads the
+environment: everything comes from the :class:`~stream_infer.config.Settings` passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from stream_infer.config import Settings
+from stream_infer.features.definitions import FEATURE_NAMES
+from stream_infer.features.online import FeatureComputer, TerminalRows
+from stream_infer.kafka.broker import EmbeddedBroker
+from stream_infer.kafka.clients import consumer_config, producer_config
+from stream_infer.metrics import WorkerMetrics, serve
+from stream_infer.model.registry import ModelRegistry
+from stream_infer.model.session import LoadedModel, load_model
+from stream_infer.pipeline import ScoringPipeline
+from stream_infer.worker import ScoringWorker
+
+log = logging.getLogger(__name__)
+
+
+def load_serving_model(settings: Settings) -> LoadedModel:
+    """The configured model version (production stage by default), verified and warm."""
+    m = settings.model
+    return load_model(
+        ModelRegistry(m.registry_dir),
+        m.name,
+        FEATURE_NAMES,
+        version=m.version,
+        device=m.device,
+        intra_op_threads=m.intra_op_threads,
+        warmup_batches=m.warmup_batches,
+    )
+
+
+def build_pipeline(
+    settings: Settings, model: LoadedModel, terminal_rows: TerminalRows | None = None
+) -> ScoringPipeline:
+    return ScoringPipeline(
+        model,
+        FeatureComputer(terminal_rows),
+        threshold=settings.model.threshold,
+        emit_features=settings.worker.emit_features,
+    )
+
+
+def build_worker(
+    settings: Settings,
+    model: LoadedModel | None = None,
+    terminal_rows: TerminalRows | None = None,
+) -> ScoringWorker:
+    """A worker wired to real Kafka clients; metrics served if enabled."""
+    from confluent_kafka import Consumer, Producer
+
+    model = model or load_serving_model(settings)
+    metrics = WorkerMetrics()
+    metrics.set_model(model.name, model.version, model.provider)
+    pipeline = build_pipeline(settings, model, terminal_rows)
+    holder: dict[str, ScoringWorker] = {}
+
+    def on_stats(stats: str) -> None:
+        worker = holder.get("worker")
+        if worker is not None:
+            worker.on_stats(stats)
+
+    consumer = Consumer(consumer_config(settings, on_stats), logger=logging.getLogger("rdkafka"))
+    producer = Producer(producer_config(settings))
+    worker = ScoringWorker(settings, pipeline, consumer, producer, metrics)
+    holder["worker"] = worker
+    if settings.metrics.enabled:
+        serve(metrics.registry, settings.metrics.host, settings.metrics.port)
+    return worker
+
+
+def install_stop_signals(stop: Any) -> None:
+    """SIGTERM/SIGINT call ``stop()`` once (graceful drain); a second SIGINT kills."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("signal %d: draining", signum)
+        stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@contextmanager
+def kafka_cluster(settings: Settings) -> Iterator[Settings]:
+    """Settings pointing at a cluster: ``KAFKA_BOOTSTRAP``/configured one, else embedded."""
+    bootstrap = settings.resolved_bootstrap()
+    if bootstrap:
+        yield settings.with_bootstrap(bootstrap)
+        return
+    with EmbeddedBroker(settings.kafka.embedded_broker) as broker:
+        yield settings.with_bootstrap(broker.bootstrap)
+
+
+def apply_topics(settings: Settings) -> list[Any]:
+    """Create/check the topics of ``settings`` (see :mod:`stream_infer.kafka.topics`)."""
+    from confluent_kafka.admin import AdminClient
+
+    from stream_infer.kafka.topics import apply, specs_for
+
+    admin = AdminClient(settings.kafka.client_config())
+    return apply(admin, specs_for(settings))

@@ -1,0 +1,84 @@
+"""Test-side Kafka I/O: produce events, read a topic back until a condition holds."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from confluent_kafka import Consumer, Producer
+
+from stream_infer.config import Settings
+from stream_infer.runtime import apply_topics
+
+
+def make_transactions(n: int, customers: int = 50, start: datetime | None = None) -> list[dict]:
+    start = start or datetime(2026, 4, 1, tzinfo=UTC)
+    return [
+        {
+            "transaction_id": f"tx-{i}",
+            "tx_datetime": (start + timedelta(seconds=37 * i)).isoformat(),
+            "customer_id": str(i % customers),
+            "terminal_id": str(i % 97),
+            "tx_amount": round(5 + (i * 7919) % 20000 / 100, 2),
+        }
+        for i in range(n)
+    ]
+
+
+def produce(settings: Settings, topic: str, events: Iterable[dict | bytes], key_field: str = "customer_id") -> int:
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5})
+    errors: list[object] = []
+    n = 0
+    for ev in events:
+        if isinstance(ev, bytes):
+            producer.produce(topic, ev, b"bad", on_delivery=lambda e, _m: e and errors.append(e))
+        else:
+            key = str(ev.get(key_field, "")).encode()
+            producer.produce(topic, orjson.dumps(ev), key, on_delivery=lambda e, _m: e and errors.append(e))
+        n += 1
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert not errors, errors
+    return n
+
+
+def read_topic(
+    settings: Settings,
+    topic: str,
+    until: Callable[[list], bool],
+    timeout_s: float = 60.0,
+    idle_s: float | None = None,
+) -> list:
+    """Read ``topic`` from the start until ``until(records)`` or the timeout; returns messages."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    out: list = []
+    deadline = time.monotonic() + timeout_s
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.2):
+                if msg.error() is None:
+                    out.append(msg)
+                    last = time.monotonic()
+            if until(out):
+                if idle_s is None or time.monotonic() - last > idle_s:
+                    break
+    finally:
+        consumer.close()
+    return out
+
+
+def setup_topics(settings: Settings) -> None:
+    apply_topics(settings)
