@@ -28,7 +28,9 @@ def make_transactions(n: int, customers: int = 50, start: datetime | None = None
     ]
 
 
-def produce(settings: Settings, topic: str, events: Iterable[dict | bytes], key_field: str = "customer_id") -> int:
+def produce(
+    settings: Settings, topic: str, events: Iterable[dict | bytes], key_field: str = "customer_id"
+) -> int:
     producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5})
     errors: list[object] = []
     n = 0
@@ -37,7 +39,9 @@ def produce(settings: Settings, topic: str, events: Iterable[dict | bytes], key_
             producer.produce(topic, ev, b"bad", on_delivery=lambda e, _m: e and errors.append(e))
         else:
             key = str(ev.get(key_field, "")).encode()
-            producer.produce(topic, orjson.dumps(ev), key, on_delivery=lambda e, _m: e and errors.append(e))
+            producer.produce(
+                topic, orjson.dumps(ev), key, on_delivery=lambda e, _m: e and errors.append(e)
+            )
         n += 1
         producer.poll(0)
     assert producer.flush(30) == 0
@@ -72,9 +76,8 @@ def read_topic(
                 if msg.error() is None:
                     out.append(msg)
                     last = time.monotonic()
-            if until(out):
-                if idle_s is None or time.monotonic() - last > idle_s:
-                    break
+            if until(out) and (idle_s is None or time.monotonic() - last > idle_s):
+                break
     finally:
         consumer.close()
     return out

@@ -1,0 +1,125 @@
+"""The ``stream-infer`` command line: thin; it builds the settings once and calls the modules."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stream_infer.config import Settings, load_settings
+from stream_infer.errors import StreamInferError
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str) -> None:
+    """Streaming inference over Kafka: shared features, micro-batched ONNX Runtime."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    ctx.obj = load_settings()
+
+
+@cli.group()
+def topics() -> None:
+    """Topics as code (topics/*.toml)."""
+
+
+@topics.command("apply")
+@click.pass_context
+def topics_apply(ctx: click.Context) -> None:
+    """Create missing topics and check existing ones (idempotent)."""
+    from stream_infer.runtime import apply_topics
+
+    settings = _settings(ctx)
+    if not settings.resolved_bootstrap():
+        raise click.UsageError("set KAFKA_BOOTSTRAP or STREAM_INFER_KAFKA__BOOTSTRAP_SERVERS")
+    settings = settings.with_bootstrap(settings.resolved_bootstrap() or "")
+    for result in apply_topics(settings):
+        click.echo(
+            f"{result.action:8} {result.name} ({result.partitions} partitions) {result.detail}"
+        )
+
+
+@cli.command()
+@click.option("--max-events", type=int, default=None, help="exit after this many events")
+@click.pass_context
+def worker(ctx: click.Context, max_events: int | None) -> None:
+    """Run a scoring worker until SIGTERM/SIGINT (then drain and commit)."""
+    from stream_infer.runtime import build_worker, install_stop_signals, kafka_cluster
+
+    with kafka_cluster(_settings(ctx)) as settings:
+        w = build_worker(settings)
+        install_stop_signals(w.stop)
+        stats = w.run(max_events=max_events)
+        click.echo(
+            f"consumed={stats.consumed} scored={stats.scored} dead_lettered={stats.dead_lettered}"
+        )
+
+
+@cli.command()
+@click.option("--quick", is_flag=True, help="small generated dataset, seconds not minutes")
+@click.option(
+    "--transactions", type=click.Path(path_type=Path), default=None, help="parquet from loadgen"
+)
+@click.option(
+    "--model", "kind", type=click.Choice(["logreg", "tree", "forest", "mlp"]), default="logreg"
+)
+@click.option("--train-start-day", type=int, default=None, help="default: after 30-day warm-up")
+@click.option("--via-feast/--direct", default=False, help="build the set with Feast (slower)")
+@click.option("--seed", type=int, default=0)
+@click.pass_context
+def train(
+    ctx: click.Context,
+    quick: bool,
+    transactions: Path | None,
+    kind: Any,
+    train_start_day: int | None,
+    via_feast: bool,
+    seed: int,
+) -> None:
+    """Train on generated (or given) transactions, export ONNX, register as production."""
+    from stream_infer.training.workflow import run_training
+
+    result = run_training(
+        _settings(ctx),
+        quick=quick,
+        transactions=transactions,
+        kind=kind,
+        train_start_day=train_start_day,
+        via_feast=via_feast,
+        seed=seed,
+        echo=click.echo,
+    )
+    m = result.version.manifest
+    click.echo(f"registered {m.name} v{m.version} sha256={m.sha256[:12]} metrics={m.metrics}")
+
+
+@cli.command()
+@click.option("--events", type=int, default=None, help="exit once N events are scored")
+@click.option("--rate", type=float, default=None, help="events/s (default: as fast as possible)")
+@click.option("--invalid", type=int, default=5, help="malformed events to mix in")
+@click.pass_context
+def demo(ctx: click.Context, events: int | None, rate: float | None, invalid: int) -> None:
+    """Broker, topics, model, worker, replay, live progress, summary: the whole path."""
+    from stream_infer.demo import run_demo
+
+    run_demo(_settings(ctx), events=events, rate=rate, invalid=invalid)
+
+
+def main() -> None:
+    """Entry point: errors we raise on purpose print one line, not a traceback."""
+    try:
+        cli(standalone_mode=True)
+    except StreamInferError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,81 @@
+"""The transport-free pipeline: scores and dead letters from raw records."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from stream_infer.events import Score
+from stream_infer.features.definitions import FEATURE_NAMES
+from stream_infer.features.online import (
+    FLAG_TERMINAL_MISSING,
+    FeatureComputer,
+    InMemoryTerminalRows,
+)
+from stream_infer.model.registry import ModelRegistry
+from stream_infer.model.session import load_model
+from stream_infer.pipeline import ScoringPipeline
+
+from .fakes import FakeRecord
+
+
+def tx(i: int, customer: str = "c1", amount: float = 10.0) -> bytes:
+    return orjson.dumps(
+        {
+            "transaction_id": f"t{i}",
+            "tx_datetime": f"2026-04-10T10:00:{i:02d}",
+            "customer_id": customer,
+            "terminal_id": "T1",
+            "tx_amount": amount,
+        }
+    )
+
+
+@pytest.fixture
+def pipeline(registry: ModelRegistry) -> ScoringPipeline:
+    model = load_model(registry, "fraud", FEATURE_NAMES)
+    return ScoringPipeline(model, FeatureComputer(), threshold=0.5, emit_features=True)
+
+
+def test_scores_keep_key_partition_headers(pipeline: ScoringPipeline) -> None:
+    headers = [("x-intended-send-ns", b"123")]
+    records = [
+        FakeRecord(tx(i), b"c1", _partition=2, _offset=i, _headers=headers) for i in range(3)
+    ]
+    result = pipeline.process(records)
+    assert not result.dead_letters
+    assert [(o.partition, o.key, o.headers) for o in result.scores] == [(2, b"c1", headers)] * 3
+    scores = [Score.model_validate_json(o.value) for o in result.scores]
+    assert [s.transaction_id for s in scores] == ["t0", "t1", "t2"]
+    assert [s.features["customer_nb_tx_1d"] for s in scores if s.features] == [1.0, 2.0, 3.0]
+    assert all(s.is_fraud == (s.score >= 0.5) for s in scores)
+    assert scores[0].flags == [FLAG_TERMINAL_MISSING]
+
+
+def test_bad_records_become_dead_letters_in_place(pipeline: ScoringPipeline) -> None:
+    records = [FakeRecord(tx(0)), FakeRecord(b"{oops", _offset=1), FakeRecord(None, _offset=2)]
+    result = pipeline.process(records)
+    assert len(result.scores) == 1
+    reasons = [reason for _out, reason in result.dead_letters]
+    assert reasons[0].startswith("not valid JSON") and reasons[1] == "empty message value"
+    letter = orjson.loads(result.dead_letters[0][0].value)
+    assert letter["source_offset"] == 1
+
+
+def test_terminal_rows_of_the_events_day_are_used(registry: ModelRegistry) -> None:
+    rows = InMemoryTerminalRows()
+    day = 20553  # 2026-04-10
+    rows.add("T1", day - 8, 4, 1)
+    rows.set_complete_through(day - 8)
+    model = load_model(registry, "fraud", FEATURE_NAMES)
+    pipe = ScoringPipeline(model, FeatureComputer(rows), emit_features=True)
+    score = Score.model_validate_json(pipe.process([FakeRecord(tx(0))]).scores[0].value)
+    assert score.flags == []
+    assert score.features is not None
+    assert score.features["terminal_nb_tx_1d"] == 4.0
+    assert score.features["terminal_risk_1d"] == 0.25
+
+
+def test_all_bad_batch_skips_the_model(pipeline: ScoringPipeline) -> None:
+    result = pipeline.process([FakeRecord(b"[]")])
+    assert not result.scores and len(result.dead_letters) == 1
