@@ -108,6 +108,7 @@ class RedisSettings(_Frozen):
     """Online store / cache. ``url`` None means the embedded SQLite defaults."""
 
     url: SecretStr | None = None
+    key_prefix: str = Field(default="si", description="namespace for every key we write")
 
 
 class ServeSettings(_Frozen):

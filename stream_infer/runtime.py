@@ -22,6 +22,8 @@ from stream_infer.metrics import WorkerMetrics, serve
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.model.session import LoadedModel, load_model
 from stream_infer.pipeline import ScoringPipeline
+from stream_infer.state.factory import open_state
+from stream_infer.state.terminal_cache import CachedTerminalRows
 from stream_infer.worker import ScoringWorker
 
 log = logging.getLogger(__name__)
@@ -41,12 +43,25 @@ def load_serving_model(settings: Settings) -> LoadedModel:
     )
 
 
+def build_features(settings: Settings, *, read_only: bool = False) -> FeatureComputer:
+    """Feature computer on the configured state backend (Redis or embedded SQLite).
+
+    ``read_only``: the sidecar's view: reload customers per call, never write.
+    """
+    stores = open_state(settings)
+    terminals = CachedTerminalRows(stores.terminals, wait_ms=settings.features.terminal_wait_ms)
+    return FeatureComputer(terminals, stores.customers, persist=not read_only, cache=not read_only)
+
+
 def build_pipeline(
     settings: Settings, model: LoadedModel, terminal_rows: TerminalRows | None = None
 ) -> ScoringPipeline:
+    features = build_features(settings)
+    if terminal_rows is not None:
+        features.terminal_rows = terminal_rows
     return ScoringPipeline(
         model,
-        FeatureComputer(terminal_rows),
+        features,
         threshold=settings.model.threshold,
         emit_features=settings.worker.emit_features,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,8 @@ from stream_infer.features.definitions import (
 )
 
 FLAG_TERMINAL_MISSING = "terminal_features_unavailable"
+#: Histories longer than this are pruned of entries no window can reach any more.
+PRUNE_AT = 256
 
 
 TerminalRow = tuple[float, float, float, float, float, float]
@@ -85,11 +87,44 @@ class TxInput:
     offset: int
 
 
-class CustomerState:
-    """Customer histories for the partitions this process owns."""
+class CustomerStore(Protocol):
+    """Durable customer histories (see :mod:`stream_infer.state.base`)."""
 
-    def __init__(self) -> None:
+    def load(self, customer_ids: Iterable[str]) -> Mapping[str, Sequence[Any]]: ...
+
+    def save(self, entries: Mapping[str, Sequence[Any]]) -> None: ...
+
+
+class CustomerState:
+    """Customer histories for the partitions this process owns, backed by a store.
+
+    A customer seen for the first time (after start, restart or rebalance) is loaded from the
+    store, so a new owner continues exactly where the old one stopped. New entries of a batch
+    are saved in one call before the batch's scores are produced.
+    """
+
+    def __init__(self, store: CustomerStore | None = None, cache: bool = True) -> None:
         self._by_partition: dict[int, dict[str, CustomerHistory]] = {}
+        self._store = store
+        self._cache = cache
+        self._pending: dict[str, list[Any]] = {}
+
+    def prepare(self, wanted: Iterable[tuple[int, str]]) -> None:
+        """Load the histories of customers not in memory (one store round trip)."""
+        if self._store is None:
+            return
+        missing: dict[str, int] = {}
+        for partition, cid in wanted:
+            customers = self._by_partition.get(partition)
+            if not self._cache or customers is None or cid not in customers:
+                missing[cid] = partition
+        if not missing:
+            return
+        for cid, entries in self._store.load(missing).items():
+            hist = CustomerHistory()
+            for e in entries:
+                hist.add(e.epoch_seconds, e.seq, e.amount, e.transaction_id)
+            self._by_partition.setdefault(missing[cid], {})[cid] = hist
 
     def history(self, partition: int, customer_id: str) -> CustomerHistory:
         customers = self._by_partition.setdefault(partition, {})
@@ -98,8 +133,18 @@ class CustomerState:
             hist = customers[customer_id] = CustomerHistory()
         return hist
 
+    def record(self, customer_id: str, entry: Any) -> None:
+        """Remember a new entry to save with the batch."""
+        self._pending.setdefault(customer_id, []).append(entry)
+
+    def flush(self) -> None:
+        """Save the batch's new entries; durable when this returns."""
+        if self._store is not None and self._pending:
+            self._store.save(self._pending)
+        self._pending = {}
+
     def drop_partitions(self, partitions: Iterable[int]) -> None:
-        """Forget revoked partitions' customers (their new owner has the same history)."""
+        """Forget revoked partitions' customers (the new owner reloads them from the store)."""
         for p in partitions:
             self._by_partition.pop(p, None)
 
@@ -108,11 +153,27 @@ class CustomerState:
 
 
 class FeatureComputer:
-    """Fills the (n, 15) input matrix for a batch and updates customer state in place."""
+    """Fills the (n, 15) input matrix for a batch and updates customer state.
 
-    def __init__(self, terminal_rows: TerminalRows | None = None) -> None:
-        self.state = CustomerState()
+    Args:
+        terminal_rows: published terminal daily rows.
+        store: durable customer histories (None: memory only).
+        persist: save new entries (the worker); False for read-only callers (the sidecar).
+        cache: keep histories in memory between batches (the worker owns its partitions);
+            False reloads every batch (the sidecar reads what workers wrote).
+    """
+
+    def __init__(
+        self,
+        terminal_rows: TerminalRows | None = None,
+        store: CustomerStore | None = None,
+        *,
+        persist: bool = True,
+        cache: bool = True,
+    ) -> None:
+        self.state = CustomerState(store, cache)
         self.terminal_rows: TerminalRows = terminal_rows or NoTerminalRows()
+        self.persist = persist
 
     def compute(
         self, txs: Sequence[TxInput]
@@ -121,19 +182,36 @@ class FeatureComputer:
 
         Terminal features use exactly the row of the event's own day; when that row is not
         published the values are zeros and the row is flagged, never silently stale.
+
+        Raises:
+            RetryableError: the state store could not be read or written.
         """
+        from stream_infer.state.base import Entry
+
         out = np.empty((len(txs), N_FEATURES), dtype=np.float64)
         flags: list[tuple[str, ...]] = []
         days = [tx.epoch_seconds // SECONDS_PER_DAY for tx in txs]
         rows = self.terminal_rows.rows(
             {(tx.terminal_id, d) for tx, d in zip(txs, days, strict=True)}
         )
-        history = self.state.history
+        state = self.state
+        state.prepare((tx.partition, tx.customer_id) for tx in txs)
+        history = state.history
+        persist = self.persist
         none: tuple[str, ...] = ()
         missing = (FLAG_TERMINAL_MISSING,)
         for i, tx in enumerate(txs):
             hist = history(tx.partition, tx.customer_id)
+            before = len(hist)
             idx = hist.add(tx.epoch_seconds, tx.offset, tx.amount, tx.transaction_id)
+            if persist and len(hist) != before:
+                state.record(
+                    tx.customer_id,
+                    Entry(tx.transaction_id, tx.epoch_seconds, tx.offset, tx.amount),
+                )
+                if before > PRUNE_AT:
+                    hist.prune(hist.times[-1])
+                    idx = hist.add(tx.epoch_seconds, tx.offset, tx.amount, tx.transaction_id)
             term = rows.get((tx.terminal_id, days[i]))
             out[i] = (
                 *request_features(tx.epoch_seconds, tx.amount),
@@ -141,4 +219,6 @@ class FeatureComputer:
                 *(term or ZERO_ROW),
             )
             flags.append(none if term is not None else missing)
+        if persist:
+            state.flush()
         return out, flags

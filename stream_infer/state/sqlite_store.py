@@ -1,0 +1,120 @@
+"""Feature state in a local SQLite file: the embedded default when no Redis is configured.
+
+WAL mode lets a sidecar process read while a worker writes. One connection per store, guarded
+by a lock (sqlite3 connections are not shared across threads safely otherwise).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from stream_infer.features.online import TerminalRow
+from stream_infer.state.base import Entry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS customer_entries (
+    customer_id TEXT NOT NULL, transaction_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL, seq INTEGER NOT NULL, amount REAL NOT NULL,
+    PRIMARY KEY (customer_id, transaction_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS terminal_rows (
+    day INTEGER NOT NULL, terminal_id TEXT NOT NULL,
+    nb1 REAL, risk1 REAL, nb7 REAL, risk7 REAL, nb30 REAL, risk30 REAL,
+    PRIMARY KEY (day, terminal_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_CHUNK = 500  # stay under SQLite's bound-variable limit
+
+
+class SqliteState:
+    """Both stores on one SQLite file (customer histories and terminal rows)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- CustomerStore -------------------------------------------------------------------
+    def load(self, customer_ids: Iterable[str]) -> dict[str, list[Entry]]:
+        ids = list(dict.fromkeys(customer_ids))
+        out: dict[str, list[Entry]] = {cid: [] for cid in ids}
+        with self._lock:
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT customer_id, transaction_id, epoch, seq, amount "
+                    f"FROM customer_entries WHERE customer_id IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for cid, tid, epoch, seq, amount in rows:
+                    out[cid].append(Entry(tid, epoch, seq, amount))
+        return out
+
+    def save(self, entries: Mapping[str, Sequence[Entry]]) -> None:
+        rows = [
+            (cid, e.transaction_id, e.epoch_seconds, e.seq, e.amount)
+            for cid, items in entries.items()
+            for e in items
+        ]
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO customer_entries VALUES (?, ?, ?, ?, ?)", rows
+            )
+            self._db.execute("COMMIT")
+
+    def prune(self, customer_id: str, before_epoch_seconds: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM customer_entries WHERE customer_id = ? AND epoch < ?",
+                (customer_id, before_epoch_seconds),
+            )
+
+    # -- TerminalStore -------------------------------------------------------------------
+    def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
+        out: dict[tuple[str, int], TerminalRow] = {}
+        with self._lock:
+            for terminal, day in keys:
+                row = self._db.execute(
+                    "SELECT nb1, risk1, nb7, risk7, nb30, risk30 FROM terminal_rows "
+                    "WHERE day = ? AND terminal_id = ?",
+                    (day, terminal),
+                ).fetchone()
+                if row is not None:
+                    out[(terminal, day)] = (row[0], row[1], row[2], row[3], row[4], row[5])
+        return out
+
+    def publish(self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO terminal_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(day, terminal, *row) for (terminal, day), row in rows.items()],
+            )
+            self._db.execute(
+                "INSERT INTO meta VALUES ('complete_through', ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = max(value, excluded.value)",
+                (complete_through,),
+            )
+            self._db.execute("COMMIT")
+
+    def complete_through(self) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key = 'complete_through'"
+            ).fetchone()
+        return None if row is None else int(row[0])
