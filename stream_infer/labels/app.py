@@ -1,0 +1,103 @@
+"""``stream-infer labels``: the faust-streaming adapter around the label aggregator.
+
+faust's per-event cost is asyncio bookkeeping (DESIGN.md), so the agent takes events in
+batches of raw bytes (``take_events``) and hands whole batches to the aggregator, which does
+the counting and publishing synchronously in a worker thread (off the event loop, so faust's
+heartbeats and fetches keep going).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from stream_infer.config import Settings
+from stream_infer.events import DeadLetter, encode
+from stream_infer.labels.aggregator import LabelAggregator, LabelRecord, RowSink
+from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
+from stream_infer.state.factory import open_state
+
+log = logging.getLogger(__name__)
+
+
+def build_aggregator(
+    settings: Settings, partitions: int, extra_sinks: Sequence[RowSink] = ()
+) -> LabelAggregator:
+    """Counts and rows on the configured backend (Redis, else the embedded SQLite file)."""
+    stores = open_state(settings)
+    if settings.redis.url is not None:
+        from stream_infer.state.redis_store import connect
+
+        counts: Any = RedisLabelCounts(
+            connect(settings.redis.url.get_secret_value()), settings.redis.key_prefix
+        )
+    else:
+        counts = SqliteLabelCounts(settings.features.state_dir / "labels.db")
+    return LabelAggregator(counts, [stores.terminals, *extra_sinks], partitions)
+
+
+def topic_partitions(settings: Settings) -> int:
+    """How many partitions the labels topic has (the watermark spans all of them)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka.client_config())
+    meta = admin.list_topics(settings.topics.labels, timeout=15).topics[settings.topics.labels]
+    return len(meta.partitions)
+
+
+def create_app(
+    settings: Settings, aggregator: LabelAggregator, batch_size: int = 2000, within_s: float = 0.2
+) -> tuple[Any, dict[str, int]]:
+    """The faust App with one agent over the labels topic, and its running totals."""
+    import faust
+
+    app = faust.App(
+        f"{settings.worker.group_id}-labels",
+        broker=f"kafka://{settings.kafka.bootstrap_servers}",
+        store="memory://",
+        web_enabled=False,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.kafka.session_timeout_ms / 1000,
+        broker_heartbeat_interval=max(0.1, settings.kafka.session_timeout_ms / 3000),
+        producer_acks=-1,
+    )
+    topic = app.topic(settings.topics.labels, value_serializer="raw", key_serializer="raw")
+    dlq = app.topic(settings.topics.dead_letter, value_serializer="raw", key_serializer="raw")
+    stats = {"counted": 0, "dead_lettered": 0}
+
+    @app.agent(topic)
+    async def count_labels(stream: Any) -> None:
+        async for events in stream.take_events(batch_size, within=within_s):
+            records = [
+                LabelRecord(e.message.partition, e.message.offset, e.message.value) for e in events
+            ]
+            outcome = await asyncio.to_thread(aggregator.process, records)
+            stats["counted"] += outcome.counted
+            stats["dead_lettered"] += len(outcome.dead_letters)
+            for rec, reason in outcome.dead_letters:
+                letter = DeadLetter(
+                    original=rec.value or b"",
+                    reason=reason,
+                    source_topic=settings.topics.labels,
+                    source_partition=rec.partition,
+                    source_offset=rec.offset,
+                    failed_at=datetime.now(UTC),
+                )
+                await dlq.send(value=encode(letter))
+
+    return app, stats
+
+
+def run(settings: Settings) -> None:
+    """Run the label processor until interrupted."""
+    partitions = topic_partitions(settings)
+    aggregator = build_aggregator(settings, partitions)
+    app, _stats = create_app(settings, aggregator)
+    from faust import Worker
+
+    # faust's own worker: signal handling, graceful stop, offset commits.
+    Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
