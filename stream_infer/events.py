@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from pydantic import (
@@ -98,12 +98,27 @@ class DeadLetter(_Event):
         return None if value is None else base64.b64encode(value).decode("ascii")
 
 
-def _reason(exc: ValidationError) -> str:
+EventT = TypeVar("EventT", bound="_Event")
+
+
+def _reason(kind: str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = ".".join(str(p) for p in err["loc"]) or "<event>"
         parts.append(f"{loc}: {err['msg']}")
-    return "invalid transaction: " + "; ".join(parts)
+    return f"invalid {kind}: " + "; ".join(parts)
+
+
+def _decode(model: type[EventT], kind: str, raw: bytes | None) -> EventT:
+    if not raw:
+        raise DeadLetterError("empty message value")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise DeadLetterError(f"not valid JSON: {errors[0]['msg']}") from exc
+        raise DeadLetterError(_reason(kind, exc)) from exc
 
 
 def decode_transaction(raw: bytes | None) -> Transaction:
@@ -112,28 +127,16 @@ def decode_transaction(raw: bytes | None) -> Transaction:
     Raises:
         DeadLetterError: the bytes are empty, not JSON, or fail validation (reason says which).
     """
-    if not raw:
-        raise DeadLetterError("empty message value")
-    try:
-        return Transaction.model_validate_json(raw)
-    except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            raise DeadLetterError(f"not valid JSON: {exc.errors()[0]['msg']}") from exc
-        raise DeadLetterError(_reason(exc)) from exc
+    return _decode(Transaction, "transaction", raw)
 
 
 def decode_label(raw: bytes | None) -> Label:
     """Parse and validate one label.
 
     Raises:
-        DeadLetterError: the bytes are empty, not JSON, or fail validation.
+        DeadLetterError: the bytes are empty, not JSON, or fail validation (reason says which).
     """
-    if not raw:
-        raise DeadLetterError("empty message value")
-    try:
-        return Label.model_validate_json(raw)
-    except ValidationError as exc:
-        raise DeadLetterError(_reason(exc).replace("transaction", "label", 1)) from exc
+    return _decode(Label, "label", raw)
 
 
 def encode(event: BaseModel) -> bytes:

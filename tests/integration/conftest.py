@@ -90,3 +90,29 @@ def model_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("registry")
     ModelRegistry(root).register("fraud", to_onnx(clf, len(FEATURE_NAMES)), FEATURE_NAMES)
     return root
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis (CI starts it); tests namespace their keys with a unique prefix."""
+    import redis
+
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:  # pragma: no cover - CI guarantees Redis
+        pytest.fail(f"Redis is not running at {url}: {exc}")
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    import redis
+
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
