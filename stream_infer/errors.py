@@ -42,3 +42,7 @@ class ModelNotFoundError(StreamInferError):
 
 class DeliveryError(FatalError):
     """Kafka refused or lost a produced record after the client's own retries."""
+
+
+class StateWriteError(FatalError):
+    """Feature state could not be made durable; the batch is not acknowledged."""

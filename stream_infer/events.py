@@ -15,8 +15,11 @@ import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
+    StringConstraints,
     ValidationError,
     field_serializer,
 )
@@ -35,21 +38,43 @@ def _as_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
-Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def _rfc3339(value: object) -> object:
+    # Keep HTTP and Kafka in agreement: both take RFC 3339 date-times only (pydantic alone
+    # would also take "1700000000" as a Unix time; the stream's msgspec decoder does not).
+    if isinstance(value, datetime):
+        return value
+    if not (isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[13] == ":"):
+        raise ValueError("expected an RFC 3339 date-time string, e.g. 2026-04-01T10:11:12Z")
+    return value
+
+
+def _id(value: object) -> object:
+    # Ids are strings; integers are accepted and normalised (the simulator writes ints).
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError("expected a string or an integer id")
+    return value
+
+
+Identifier = Annotated[str, BeforeValidator(_id), StringConstraints(min_length=1, max_length=128)]
+RfcDatetime = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_as_utc)]
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class Transaction(_Event):
     """A card transaction as published on the ``transactions`` topic (key: customer_id)."""
 
     transaction_id: Identifier
-    tx_datetime: UtcDatetime
+    tx_datetime: RfcDatetime
     customer_id: Identifier
     terminal_id: Identifier
-    tx_amount: float = Field(ge=0, allow_inf_nan=False, le=1e9)
+    tx_amount: Annotated[float, Strict()] = Field(ge=0, allow_inf_nan=False, le=1e9)
 
     @property
     def epoch_seconds(self) -> int:

@@ -6,9 +6,11 @@ No global registry: two workers in one test process must not collide.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections import Counter as Counter_
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 LATENCY_BUCKETS = (
@@ -29,6 +31,31 @@ LATENCY_BUCKETS = (
     30.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """Observe a batch of values at once: the same exposition as one ``observe`` per value.
+
+    prometheus-client has no bulk API and per-value ``observe`` costs ~1 µs, a fifth of our
+    per-event budget, so bucket counts are computed with numpy and added per bucket. Falls
+    back to per-value ``observe`` if the client's internals ever change.
+    """
+    if not values:
+        return
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for v in values:
+            histogram.observe(v)
+        return
+    arr = np.asarray(values, dtype=np.float64)
+    # observe() puts a value in the first bucket whose bound is >= the value.
+    index = np.searchsorted(np.asarray(bounds), arr, side="left")
+    for i, n in enumerate(np.bincount(index, minlength=len(bounds)).tolist()):
+        if n:
+            buckets[i].inc(n)
+    total.inc(float(arr.sum()))
 
 
 class WorkerMetrics:
@@ -93,10 +120,15 @@ class WorkerMetrics:
     def set_model(self, name: str, version: int, provider: str) -> None:
         self.model_info.info({"name": name, "version": str(version), "provider": provider})
 
-    def observe_latencies(self, seconds: Iterable[float]) -> None:
-        observe = self.end_to_end_seconds.observe
-        for s in seconds:
-            observe(s)
+    def observe_latencies(self, seconds: Sequence[float]) -> None:
+        observe_many(self.end_to_end_seconds, seconds)
+
+    def count_flags(self, flags: Iterable[tuple[str, ...]]) -> None:
+        totals: Counter_[str] = Counter_()
+        for row in flags:
+            totals.update(row)
+        for flag, n in totals.items():
+            self.flagged.labels(flag).inc(n)
 
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         for (topic, partition), lag in lags.items():

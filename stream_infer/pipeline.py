@@ -16,10 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_infer.errors import DeadLetterError
-from stream_infer.events import DeadLetter, Transaction, decode_transaction, encode, encode_dict
+from stream_infer.events import DeadLetter, Transaction, encode, encode_dict
 from stream_infer.features.definitions import FEATURE_NAMES
 from stream_infer.features.online import FeatureComputer, TxInput
 from stream_infer.model.session import LoadedModel
+from stream_infer.wire import WireTransaction, decode, epoch_seconds, utc
 
 Headers = list[tuple[str, bytes]]
 
@@ -56,6 +57,20 @@ class BatchResult:
     inference_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
     flags: list[tuple[str, ...]] = field(default_factory=list)
+    #: New customer-history entries to make durable before the batch is acknowledged.
+    state_writes: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchScores:
+    """Model output for a batch, row-aligned with its inputs."""
+
+    scores: npt.NDArray[np.float64]
+    is_fraud: npt.NDArray[np.bool_]
+    features: npt.NDArray[np.float64]
+    flags: list[tuple[str, ...]]
+    features_s: float
+    inference_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,83 +107,116 @@ class ScoringPipeline:
         self.threshold = threshold
         self.emit_features = emit_features
 
+    def score_inputs(self, inputs: Sequence[TxInput]) -> BatchScores:
+        """Features and model for a batch: the one scoring path (stream and sidecar).
+
+        Raises:
+            RetryableError: the feature state store failed.
+        """
+        t0 = time.perf_counter()
+        matrix, flags = self.features.compute(inputs)
+        t1 = time.perf_counter()
+        if inputs:
+            scores = self.model.predict(matrix.astype(np.float32)).astype(np.float64)
+        else:
+            scores = np.empty(0)
+        t2 = time.perf_counter()
+        return BatchScores(scores, scores >= self.threshold, matrix, flags, t1 - t0, t2 - t1)
+
     def score_transactions(
         self, txs: Sequence[Transaction], positions: Sequence[tuple[int, int]]
     ) -> tuple[list[Scored], float, float]:
-        """Features and model for decoded transactions; ``positions`` = (partition, offset).
-
-        Returns the scores plus seconds spent in features and in the model.
+        """:meth:`score_inputs` for validated (pydantic) transactions; ``positions`` are
+        (partition, seq) pairs. Returns the scores and seconds spent in features and model.
         """
-        t0 = time.perf_counter()
         inputs = [
             TxInput(
                 tx.transaction_id,
                 tx.customer_id,
                 tx.terminal_id,
-                int(tx.tx_datetime.timestamp()),
+                epoch_seconds(tx.tx_datetime),
                 tx.tx_amount,
                 part,
                 off,
             )
             for tx, (part, off) in zip(txs, positions, strict=True)
         ]
-        matrix, flags = self.features.compute(inputs)
-        t1 = time.perf_counter()
-        scores = self.model.predict(matrix.astype(np.float32)) if len(txs) else np.empty(0)
-        t2 = time.perf_counter()
-        threshold = self.threshold
-        out = [
-            Scored(tx, float(s), bool(s >= threshold), matrix[i], flags[i])
-            for i, (tx, s) in enumerate(zip(txs, scores.tolist(), strict=True))
+        out = self.score_inputs(inputs)
+        scored = [
+            Scored(tx, float(out.scores[i]), bool(out.is_fraud[i]), out.features[i], out.flags[i])
+            for i, tx in enumerate(txs)
         ]
-        return out, t1 - t0, t2 - t1
+        return scored, out.features_s, out.inference_s
 
     def process(self, records: Sequence[RecordLike]) -> BatchResult:
         """Decode, featurize, score and encode a batch; bad records become dead letters.
 
         Never raises for bad input: each undecodable or invalid record is returned as a dead
         letter with its reason.
+
+        Raises:
+            RetryableError: the feature state store failed (the batch is not acknowledged).
         """
         result = BatchResult()
-        txs: list[Transaction] = []
+        txs: list[WireTransaction] = []
         kept: list[RecordLike] = []
+        inputs: list[TxInput] = []
         for rec in records:
             try:
-                txs.append(decode_transaction(rec.value()))
-                kept.append(rec)
+                tx = decode(rec.value())
             except DeadLetterError as exc:
                 result.dead_letters.append((self._dead_letter(rec, exc.reason), exc.reason))
+                continue
+            txs.append(tx)
+            kept.append(rec)
+            inputs.append(
+                TxInput(
+                    str(tx.transaction_id),
+                    str(tx.customer_id),
+                    str(tx.terminal_id),
+                    epoch_seconds(tx.tx_datetime),
+                    tx.tx_amount,
+                    rec.partition() or 0,
+                    rec.offset() or 0,
+                )
+            )
         if not txs:
             return result
-        positions = [(r.partition() or 0, r.offset() or 0) for r in kept]
-        scored, result.features_s, result.inference_s = self.score_transactions(txs, positions)
+        out = self.score_inputs(inputs)
+        result.features_s, result.inference_s = out.features_s, out.inference_s
         now = time.time()
         scored_at = datetime.fromtimestamp(now, tz=UTC)
-        meta = {"model_name": self.model.name, "model_version": self.model.version}
+        name, version = self.model.name, self.model.version
         emit = self.emit_features
-        for rec, s in zip(kept, scored, strict=True):
+        scores = out.scores.tolist()
+        frauds = out.is_fraud.tolist()
+        append_score = result.scores.append
+        append_latency = result.latencies_s.append
+        for i, rec in enumerate(kept):
             ts_type, ts_ms = rec.timestamp()
             latency_s = now - ts_ms / 1000.0 if ts_type and ts_ms > 0 else 0.0
-            tx = s.transaction
+            tx, inp = txs[i], inputs[i]
             payload: dict[str, Any] = {
-                "transaction_id": tx.transaction_id,
-                "customer_id": tx.customer_id,
-                "score": s.score,
-                "is_fraud": s.is_fraud,
-                **meta,
-                "event_time": tx.tx_datetime,
+                "transaction_id": inp.transaction_id,
+                "customer_id": inp.customer_id,
+                "score": scores[i],
+                "is_fraud": frauds[i],
+                "model_name": name,
+                "model_version": version,
+                "event_time": utc(tx.tx_datetime),
                 "scored_at": scored_at,
                 "latency_ms": latency_s * 1000.0,
             }
-            if s.flags:
-                payload["flags"] = list(s.flags)
+            if out.flags[i]:
+                payload["flags"] = list(out.flags[i])
             if emit:
-                payload["features"] = dict(zip(FEATURE_NAMES, s.features.tolist(), strict=True))
-            result.scores.append(
-                OutRecord(encode_dict(payload), rec.key(), rec.partition(), rec.headers())
-            )
-            result.latencies_s.append(latency_s)
-            result.flags.append(s.flags)
+                payload["features"] = dict(
+                    zip(FEATURE_NAMES, out.features[i].tolist(), strict=True)
+                )
+            append_score(OutRecord(encode_dict(payload), rec.key(), rec.partition(), rec.headers()))
+            append_latency(latency_s)
+        result.flags = out.flags
+        result.state_writes = self.features.state.take_pending()
         return result
 
     @staticmethod

@@ -14,11 +14,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from stream_infer.config import Settings
-from stream_infer.errors import DeliveryError, FatalError
+from stream_infer.errors import DeliveryError, FatalError, StateWriteError
 from stream_infer.kafka.stats import consumer_lag
 from stream_infer.metrics import WorkerMetrics
 from stream_infer.pipeline import BatchResult, OutRecord, ScoringPipeline, dead_letter_reason_kind
@@ -48,14 +49,19 @@ class ProducerLike(Protocol):
 
 
 class _InFlight:
-    """One consumed batch whose produced records are not all acknowledged yet."""
+    """One consumed batch whose produced records are not all acknowledged yet, or whose
+    feature-state write is not durable yet."""
 
-    __slots__ = ("error", "offsets", "pending")
+    __slots__ = ("error", "offsets", "pending", "state")
 
     def __init__(self, offsets: dict[tuple[str, int], int]) -> None:
         self.offsets = offsets
         self.pending = 0
         self.error: Any = None
+        self.state: Future[None] | None = None
+
+    def done(self) -> bool:
+        return self.pending <= 0 and (self.state is None or self.state.done())
 
     def ack(self, err: Any, _msg: Any) -> None:
         # Delivery callback: record, never raise (confluent-kafka calls it inside poll()).
@@ -95,6 +101,9 @@ class ScoringWorker:
         self.stats = WorkerStats()
         self._inflight: deque[_InFlight] = deque()
         self._stopping = False
+        # One writer thread: state writes stay in batch order and overlap with the next batch
+        # (sqlite3 and redis-py release the GIL while they wait on I/O).
+        self._state_writer = ThreadPoolExecutor(1, thread_name_prefix="state-writer")
         if topic_partition is None:
             from confluent_kafka import TopicPartition
 
@@ -159,6 +168,10 @@ class ScoringWorker:
             offsets[(rec.topic(), rec.partition())] = rec.offset() + 1
         result = self.pipeline.process(good)
         batch = _InFlight(offsets)
+        if result.state_writes:
+            batch.state = self._state_writer.submit(
+                self.pipeline.features.state.save, result.state_writes
+            )
         self._inflight.append(batch)
         topics = self.settings.topics
         for out in result.scores:
@@ -197,19 +210,21 @@ class ScoringWorker:
             m.observe_latencies(result.latencies_s)
         for _out, reason in result.dead_letters:
             m.dead_lettered.labels(dead_letter_reason_kind(reason)).inc()
-        for flags in result.flags:
-            for flag in flags:
-                m.flagged.labels(flag).inc()
+        m.count_flags(result.flags)
         m.in_flight_batches.set(len(self._inflight))
 
     def _complete(self) -> None:
         """Store offsets of leading batches whose records are all acknowledged."""
         inflight = self._inflight
-        while inflight and inflight[0].pending <= 0:
+        while inflight and inflight[0].done():
             batch = inflight.popleft()
             if batch.error is not None:
                 self.metrics.delivery_errors.inc()
                 raise DeliveryError(f"Kafka failed a produced record: {batch.error}")
+            if batch.state is not None and batch.state.exception() is not None:
+                raise StateWriteError(
+                    f"feature state write failed: {batch.state.exception()}"
+                ) from batch.state.exception()
             self.consumer.store_offsets(
                 offsets=[self._tp(t, p, o) for (t, p), o in batch.offsets.items()]
             )
@@ -235,6 +250,9 @@ class ScoringWorker:
         deadline = time.monotonic() + timeout_s
         while self._inflight and time.monotonic() < deadline:
             self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            head = self._inflight[0].state
+            if head is not None and not head.done():
+                wait([head], timeout=min(1.0, max(0.0, deadline - time.monotonic())))
             self._complete()
         if self._inflight:
             log.error("drain timed out with %d batches unacknowledged", len(self._inflight))
@@ -274,8 +292,9 @@ class ScoringWorker:
     def _shutdown(self) -> None:
         try:
             # A delivery error was already raised to the caller once; commit what is safe.
-            with contextlib.suppress(DeliveryError):
+            with contextlib.suppress(DeliveryError, StateWriteError):
                 self._drain(self.settings.worker.drain_timeout_s)
             self._commit()
         finally:
+            self._state_writer.shutdown(wait=True)
             self.consumer.close()

@@ -137,11 +137,23 @@ class CustomerState:
         """Remember a new entry to save with the batch."""
         self._pending.setdefault(customer_id, []).append(entry)
 
+    def take_pending(self) -> dict[str, list[Any]]:
+        """The new entries recorded since the last call (for the caller to save)."""
+        pending, self._pending = self._pending, {}
+        return pending
+
+    def save(self, entries: Mapping[str, Sequence[Any]]) -> None:
+        """Write entries to the store; durable when this returns. Thread-safe if the store is.
+
+        Raises:
+            RetryableError: the store failed.
+        """
+        if self._store is not None and entries:
+            self._store.save(entries)
+
     def flush(self) -> None:
-        """Save the batch's new entries; durable when this returns."""
-        if self._store is not None and self._pending:
-            self._store.save(self._pending)
-        self._pending = {}
+        """Save the batch's new entries now; durable when this returns."""
+        self.save(self.take_pending())
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         """Forget revoked partitions' customers (the new owner reloads them from the store)."""
@@ -158,7 +170,9 @@ class FeatureComputer:
     Args:
         terminal_rows: published terminal daily rows.
         store: durable customer histories (None: memory only).
-        persist: save new entries (the worker); False for read-only callers (the sidecar).
+        persist: record new entries (the worker); False for read-only callers (the sidecar).
+        write_behind: leave recorded entries for the caller to save (``state.take_pending``)
+            instead of saving them inside :meth:`compute`.
         cache: keep histories in memory between batches (the worker owns its partitions);
             False reloads every batch (the sidecar reads what workers wrote).
     """
@@ -170,7 +184,9 @@ class FeatureComputer:
         *,
         persist: bool = True,
         cache: bool = True,
+        write_behind: bool = False,
     ) -> None:
+        self.write_behind = write_behind
         self.state = CustomerState(store, cache)
         self.terminal_rows: TerminalRows = terminal_rows or NoTerminalRows()
         self.persist = persist
@@ -219,6 +235,6 @@ class FeatureComputer:
                 *(term or ZERO_ROW),
             )
             flags.append(none if term is not None else missing)
-        if persist:
+        if persist and not self.write_behind:
             state.flush()
         return out, flags

@@ -29,7 +29,6 @@ def consumer_config(
             "heartbeat.interval.ms": max(100, settings.kafka.session_timeout_ms // 3),
             # Bounded prefetch: the client never buffers more than this per partition set.
             "queued.max.messages.kbytes": settings.worker.queued_max_messages_kbytes,
-            "fetch.wait.max.ms": 50,
             "enable.partition.eof": False,
         }
     )

@@ -58,6 +58,7 @@ def create_app(
         f"{settings.worker.group_id}-labels",
         broker=f"kafka://{settings.kafka.bootstrap_servers}",
         store="memory://",
+        datadir=str(settings.features.state_dir / "faust"),
         web_enabled=False,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",

@@ -86,16 +86,22 @@ class SqliteState:
 
     # -- TerminalStore -------------------------------------------------------------------
     def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
+        wanted = set(keys)
         out: dict[tuple[str, int], TerminalRow] = {}
+        by_day: dict[int, list[str]] = {}
+        for terminal, day in wanted:
+            by_day.setdefault(day, []).append(terminal)
         with self._lock:
-            for terminal, day in keys:
-                row = self._db.execute(
-                    "SELECT nb1, risk1, nb7, risk7, nb30, risk30 FROM terminal_rows "
-                    "WHERE day = ? AND terminal_id = ?",
-                    (day, terminal),
-                ).fetchone()
-                if row is not None:
-                    out[(terminal, day)] = (row[0], row[1], row[2], row[3], row[4], row[5])
+            for day, terminals in by_day.items():
+                for i in range(0, len(terminals), _CHUNK):
+                    chunk = terminals[i : i + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    for terminal, *v in self._db.execute(
+                        "SELECT terminal_id, nb1, risk1, nb7, risk7, nb30, risk30 FROM "
+                        f"terminal_rows WHERE day = ? AND terminal_id IN ({marks})",
+                        [day, *chunk],
+                    ):
+                        out[(terminal, day)] = (v[0], v[1], v[2], v[3], v[4], v[5])
         return out
 
     def publish(self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int) -> None:

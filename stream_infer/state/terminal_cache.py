@@ -1,7 +1,10 @@
 """Published terminal rows, cached: a row for (terminal, day) never changes once published.
 
-When an event's row is not published yet, :class:`CachedTerminalRows` waits (bounded by
-``wait_ms``) for the label processor to publish it; after that the caller flags the score.
+Rows and the completeness watermark are published together: the row for day D exists (or is
+known to be all zeros, for a terminal with no labelled transactions in its window) once the
+watermark covers day D - 8, and not before. When an event's row is not final yet,
+:class:`CachedTerminalRows` waits, bounded by ``wait_ms``, for the label processor; after that
+the caller flags the score rather than use another day's row.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Protocol
 from stream_infer.features.definitions import LABEL_DELAY_DAYS
 from stream_infer.features.online import ZERO_ROW, TerminalRow
 
+_LAG = LABEL_DELAY_DAYS + 1
+
 
 class TerminalSource(Protocol):
     """Published rows plus the completeness watermark (a TerminalStore)."""
@@ -24,11 +29,7 @@ class TerminalSource(Protocol):
 
 
 class CachedTerminalRows:
-    """A bounded LRU in front of a terminal store.
-
-    A terminal with no labelled transactions in a final row's window has no row: once the
-    watermark covers day D - 8, its absence means all zeros, not "not published yet".
-    """
+    """A bounded LRU in front of a terminal store."""
 
     def __init__(
         self, store: TerminalSource, max_entries: int = 200_000, wait_ms: float = 0.0
@@ -40,6 +41,7 @@ class CachedTerminalRows:
         self.misses = 0
 
     def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
+        """Final rows for ``keys``; keys whose day is not final yet are absent."""
         cache = self._cache
         found: dict[tuple[str, int], TerminalRow] = {}
         missing: list[tuple[str, int]] = []
@@ -49,19 +51,17 @@ class CachedTerminalRows:
                 missing.append(key)
             else:
                 found[key] = row
+        if not missing:
+            return found
         deadline = time.monotonic() + self._wait_s
-        while missing:
-            fetched = self._store.rows(missing)
-            for key, row in fetched.items():
-                found[key] = cache[key] = row
-            missing = [k for k in missing if k not in fetched]
-            if missing:
-                complete = self._store.complete_through()
-                if complete is not None:
-                    final = [k for k in missing if k[1] - LABEL_DELAY_DAYS - 1 <= complete]
-                    for key in final:
-                        found[key] = cache[key] = ZERO_ROW
-                    missing = [k for k in missing if k[1] - LABEL_DELAY_DAYS - 1 > complete]
+        while True:
+            complete = self._store.complete_through()
+            final = [] if complete is None else [k for k in missing if k[1] - _LAG <= complete]
+            if final:
+                fetched = self._store.rows(final)
+                for key in final:
+                    found[key] = cache[key] = fetched.get(key, ZERO_ROW)
+                missing = [k for k in missing if k not in found]
             if not missing or time.monotonic() >= deadline:
                 break
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
