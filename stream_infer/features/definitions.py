@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from typing import Final
 
 SECONDS_PER_DAY: Final = 86_400
@@ -60,13 +61,15 @@ class CustomerHistory:
     later events never leak into an earlier one's window.
     """
 
-    __slots__ = ("amounts", "ids", "seqs", "times")
+    __slots__ = ("amounts", "cum", "ids", "seqs", "times")
 
     def __init__(self) -> None:
         self.times: list[int] = []
         self.seqs: list[int] = []
         self.amounts: list[float] = []
         self.ids: list[str] = []
+        # Prefix sums of amounts (cum[i] = sum(amounts[:i])): a window's mean in O(1).
+        self.cum: list[float] = [0.0]
 
     def __len__(self) -> int:
         return len(self.times)
@@ -92,32 +95,42 @@ class CustomerHistory:
             self.seqs.append(seq)
             self.amounts.append(amount)
             self.ids.append(transaction_id)
-        else:
+            self.cum.append(self.cum[-1] + amount)
+        else:  # a late event: rare, so rebuilding the prefix sums after it is fine
             times.insert(pos, epoch_seconds)
             self.seqs.insert(pos, seq)
             self.amounts.insert(pos, amount)
             self.ids.insert(pos, transaction_id)
+            self.cum[pos + 1 :] = list(accumulate(self.amounts[pos:], initial=self.cum[pos]))[1:]
         return pos
 
     def features_at(self, index: int) -> tuple[float, float, float, float, float, float]:
         """Customer window features for the entry at ``index`` (itself included)."""
         times = self.times
-        amounts = self.amounts
+        cum = self.cum
         t = times[index]
         end = index + 1
-        out: list[float] = []
-        for n in WINDOWS_DAYS:
-            start = bisect_right(times, t - n * SECONDS_PER_DAY, 0, end)
-            count = end - start
-            out.append(float(count))
-            out.append(sum(amounts[start:end]) / count)
-        return (out[0], out[1], out[2], out[3], out[4], out[5])
+        total = cum[end]
+        # Unrolled over WINDOWS_DAYS = (1, 7, 30): this runs once per event on the hot path.
+        s1 = bisect_right(times, t - SECONDS_PER_DAY, 0, end)
+        s7 = bisect_right(times, t - 7 * SECONDS_PER_DAY, 0, s1)
+        s30 = bisect_right(times, t - 30 * SECONDS_PER_DAY, 0, s7)
+        n1, n7, n30 = end - s1, end - s7, end - s30
+        return (
+            float(n1),
+            (total - cum[s1]) / n1,
+            float(n7),
+            (total - cum[s7]) / n7,
+            float(n30),
+            (total - cum[s30]) / n30,
+        )
 
     def prune(self, now_seconds: int) -> None:
         """Forget entries no window evaluated at or after ``now_seconds`` can reach."""
         cut = bisect_right(self.times, now_seconds - CUSTOMER_HORIZON_S)
         if cut:
             del self.times[:cut], self.seqs[:cut], self.amounts[:cut], self.ids[:cut]
+            self.cum = list(accumulate(self.amounts, initial=0.0))
 
 
 def terminal_features(

@@ -204,7 +204,8 @@ class FeatureComputer:
         """
         from stream_infer.state.base import Entry
 
-        out = np.empty((len(txs), N_FEATURES), dtype=np.float64)
+        rows_out: list[tuple[float, ...]] = []
+        append = rows_out.append
         flags: list[tuple[str, ...]] = []
         days = [tx.epoch_seconds // SECONDS_PER_DAY for tx in txs]
         rows = self.terminal_rows.rows(
@@ -213,15 +214,16 @@ class FeatureComputer:
         state = self.state
         state.prepare((tx.partition, tx.customer_id) for tx in txs)
         history = state.history
+        record = state.record
         persist = self.persist
         none: tuple[str, ...] = ()
         missing = (FLAG_TERMINAL_MISSING,)
         for i, tx in enumerate(txs):
             hist = history(tx.partition, tx.customer_id)
-            before = len(hist)
+            before = len(hist.times)
             idx = hist.add(tx.epoch_seconds, tx.offset, tx.amount, tx.transaction_id)
-            if persist and len(hist) != before:
-                state.record(
+            if persist and len(hist.times) != before:
+                record(
                     tx.customer_id,
                     Entry(tx.transaction_id, tx.epoch_seconds, tx.offset, tx.amount),
                 )
@@ -229,12 +231,17 @@ class FeatureComputer:
                     hist.prune(hist.times[-1])
                     idx = hist.add(tx.epoch_seconds, tx.offset, tx.amount, tx.transaction_id)
             term = rows.get((tx.terminal_id, days[i]))
-            out[i] = (
-                *request_features(tx.epoch_seconds, tx.amount),
-                *hist.features_at(idx),
-                *(term or ZERO_ROW),
+            append(
+                request_features(tx.epoch_seconds, tx.amount)
+                + hist.features_at(idx)
+                + (term or ZERO_ROW)
             )
             flags.append(none if term is not None else missing)
+        out = (
+            np.array(rows_out, dtype=np.float64)
+            if rows_out
+            else np.empty((0, N_FEATURES), dtype=np.float64)
+        )
         if persist and not self.write_behind:
             state.flush()
         return out, flags
