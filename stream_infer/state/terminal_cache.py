@@ -62,7 +62,9 @@ class CachedTerminalRows:
                 for key in final:
                     found[key] = cache[key] = fetched.get(key, ZERO_ROW)
                 missing = [k for k in missing if k not in found]
-            if not missing or time.monotonic() >= deadline:
+            # Before the first label day is complete there is no label processor to wait for
+            # (or it has not started): flag at once rather than stall every batch.
+            if not missing or complete is None or time.monotonic() >= deadline:
                 break
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         self.misses += len(missing)
