@@ -1,0 +1,65 @@
+"""Terminal rows: exactly the event's day, zeros only when final, bounded waiting."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+
+from stream_infer.features.online import ZERO_ROW, TerminalRow
+from stream_infer.state.terminal_cache import CachedTerminalRows
+
+ROW: TerminalRow = (5.0, 0.2, 9.0, 0.1, 30.0, 0.05)
+
+
+class Store:
+    def __init__(self, complete: int | None) -> None:
+        self.complete = complete
+        self.published: dict[tuple[str, int], TerminalRow] = {}
+        self.reads = 0
+
+    def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
+        self.reads += 1
+        return {k: self.published[k] for k in keys if k in self.published}
+
+    def complete_through(self) -> int | None:
+        return self.complete
+
+
+def test_final_day_rows_and_zero_rows() -> None:
+    store = Store(complete=92)
+    store.published[("A", 100)] = ROW
+    rows = CachedTerminalRows(store).rows([("A", 100), ("B", 100), ("A", 101)])
+    assert rows == {("A", 100): ROW, ("B", 100): ZERO_ROW}  # day 101 needs 93 complete
+
+
+def test_rows_are_cached_once_final() -> None:
+    store = Store(complete=92)
+    store.published[("A", 100)] = ROW
+    cache = CachedTerminalRows(store)
+    cache.rows([("A", 100)])
+    reads = store.reads
+    assert cache.rows([("A", 100)]) == {("A", 100): ROW}
+    assert store.reads == reads
+
+
+def test_no_wait_before_any_watermark() -> None:
+    store = Store(complete=None)
+    cache = CachedTerminalRows(store, wait_ms=10_000)
+    assert cache.rows([("A", 100)]) == {}
+    assert cache.misses == 1
+
+
+def test_waits_for_the_label_processor_then_gives_up() -> None:
+    store = Store(complete=91)
+    cache = CachedTerminalRows(store, wait_ms=2_000)
+
+    def publish() -> None:
+        store.published[("A", 100)] = ROW
+        store.complete = 92
+
+    timer = threading.Timer(0.1, publish)
+    timer.start()
+    assert cache.rows([("A", 100)]) == {("A", 100): ROW}
+    timer.join()
+    short = CachedTerminalRows(Store(complete=50), wait_ms=50)
+    assert short.rows([("A", 100)]) == {}
