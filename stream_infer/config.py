@@ -128,7 +128,13 @@ class FeatureSettings(_Frozen):
 
     repo_dir: Path = Path("features")
     state_dir: Path = Path("var/state")
-    terminal_wait_ms: float = Field(default=0.0, ge=0)
+    terminal_wait_ms: float = Field(
+        default=0.0, ge=0, description="how long a batch may wait for its terminal rows"
+    )
+    feast_online: bool = Field(
+        default=False, description="also write the stream's customer rows to Feast online"
+    )
+    feast_push_interval_s: float = Field(default=1.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -59,6 +59,10 @@ class BatchResult:
     flags: list[tuple[str, ...]] = field(default_factory=list)
     #: New customer-history entries to make durable before the batch is acknowledged.
     state_writes: dict[str, list[Any]] = field(default_factory=dict)
+    #: Row-aligned with ``scores``: who, when (epoch s) and the feature matrix (for sinks).
+    customer_ids: list[str] = field(default_factory=list)
+    epoch_seconds: list[int] = field(default_factory=list)
+    features: npt.NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +221,9 @@ class ScoringPipeline:
             append_latency(latency_s)
         result.flags = out.flags
         result.state_writes = self.features.state.take_pending()
+        result.customer_ids = [inp.customer_id for inp in inputs]
+        result.epoch_seconds = [inp.epoch_seconds for inp in inputs]
+        result.features = out.features
         return result
 
     @staticmethod

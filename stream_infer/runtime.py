@@ -89,7 +89,15 @@ def build_worker(
 
     consumer = Consumer(consumer_config(settings, on_stats), logger=logging.getLogger("rdkafka"))
     producer = Producer(producer_config(settings))
-    worker = ScoringWorker(settings, pipeline, consumer, producer, metrics)
+    sink = None
+    if settings.features.feast_online:
+        from stream_infer.features.feast_sink import FeastCustomerSink
+
+        redis = settings.redis.url.get_secret_value() if settings.redis.url else None
+        sink = FeastCustomerSink(
+            settings.features.repo_dir, redis, settings.features.feast_push_interval_s
+        )
+    worker = ScoringWorker(settings, pipeline, consumer, producer, metrics, feature_sink=sink)
     holder["worker"] = worker
     tune_gc()
     if settings.metrics.enabled:

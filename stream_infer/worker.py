@@ -18,6 +18,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from stream_infer.config import Settings
 from stream_infer.errors import DeliveryError, FatalError, StateWriteError
 from stream_infer.kafka.stats import consumer_lag
@@ -46,6 +49,19 @@ class ProducerLike(Protocol):
     def produce(self, topic: str, value: bytes, key: bytes | None, **kwargs: Any) -> None: ...
     def poll(self, timeout: float) -> int: ...
     def flush(self, timeout: float) -> int: ...
+
+
+class FeatureSink(Protocol):
+    """Where a batch's computed features also go (e.g. Feast's online store); best effort."""
+
+    def offer(
+        self,
+        customer_ids: Sequence[str],
+        epoch_seconds: Sequence[int],
+        features: npt.NDArray[np.float64],
+    ) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class _InFlight:
@@ -91,6 +107,7 @@ class ScoringWorker:
         producer: ProducerLike,
         metrics: WorkerMetrics | None = None,
         *,
+        feature_sink: FeatureSink | None = None,
         topic_partition: Callable[[str, int, int], Any] | None = None,
     ) -> None:
         self.settings = settings
@@ -98,6 +115,7 @@ class ScoringWorker:
         self.consumer = consumer
         self.producer = producer
         self.metrics = metrics or WorkerMetrics()
+        self.feature_sink = feature_sink
         self.stats = WorkerStats()
         self._inflight: deque[_InFlight] = deque()
         self._stopping = False
@@ -173,6 +191,8 @@ class ScoringWorker:
                 self.pipeline.features.state.save, result.state_writes
             )
         self._inflight.append(batch)
+        if self.feature_sink is not None and result.features is not None:
+            self.feature_sink.offer(result.customer_ids, result.epoch_seconds, result.features)
         topics = self.settings.topics
         for out in result.scores:
             self._produce(topics.scores, out, batch)
@@ -297,4 +317,6 @@ class ScoringWorker:
             self._commit()
         finally:
             self._state_writer.shutdown(wait=True)
+            if self.feature_sink is not None:
+                self.feature_sink.close()
             self.consumer.close()

@@ -96,7 +96,13 @@ def create_app(
 def run(settings: Settings) -> None:
     """Run the label processor until interrupted."""
     partitions = topic_partitions(settings)
-    aggregator = build_aggregator(settings, partitions)
+    sinks: list[RowSink] = []
+    if settings.features.feast_online:
+        from stream_infer.features.feast_sink import FeastTerminalSink
+
+        redis = settings.redis.url.get_secret_value() if settings.redis.url else None
+        sinks.append(FeastTerminalSink(settings.features.repo_dir, redis))
+    aggregator = build_aggregator(settings, partitions, sinks)
     app, _stats = create_app(settings, aggregator)
     from faust import Worker
 
