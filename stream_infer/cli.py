@@ -50,6 +50,53 @@ def topics_apply(ctx: click.Context) -> None:
         )
 
 
+@cli.group()
+def features() -> None:
+    """The Feast repository (features/) and the offline feature build."""
+
+
+@features.command("apply")
+@click.pass_context
+def features_apply(ctx: click.Context) -> None:
+    """`feast apply` on the repository, against Redis when configured, else SQLite."""
+    from stream_infer.features.feast_repo import apply
+
+    settings = _settings(ctx)
+    redis = settings.redis.url.get_secret_value() if settings.redis.url else None
+    store = apply(settings.features.repo_dir, redis)
+    views = [v.name for v in store.list_feature_views()]
+    click.echo(f"applied project {store.project}: views {views}")
+
+
+@features.command("build")
+@click.option("--transactions", type=click.Path(path_type=Path, exists=True), required=True)
+@click.option(
+    "--labels",
+    type=click.Path(path_type=Path, exists=True),
+    default=None,
+    help="parquet with transaction_id, tx_fraud (default: tx_fraud in --transactions)",
+)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="also write all 15")
+@click.pass_context
+def features_build(
+    ctx: click.Context, transactions: Path, labels: Path | None, out: Path | None
+) -> None:
+    """Compute every transaction's features in batch and write Feast's offline sources."""
+    import pandas as pd
+
+    from stream_infer.features.feast_repo import write_offline_sources
+    from stream_infer.features.offline import compute_features
+
+    settings = _settings(ctx)
+    raw = pd.read_parquet(transactions)
+    label_frame = pd.read_parquet(labels) if labels is not None else None
+    frame = compute_features(raw, label_frame)
+    paths = write_offline_sources(frame, settings.features.repo_dir)
+    if out is not None:
+        frame.to_parquet(out, index=False)
+    click.echo(f"{len(frame):,} rows -> {', '.join(str(p) for p in paths)}")
+
+
 @cli.command()
 @click.option("--max-events", type=int, default=None, help="exit after this many events")
 @click.pass_context
