@@ -10,7 +10,10 @@ Conventions shared with the stream:
 - times are whole UTC seconds (naive datetimes are UTC; sub-second parts are dropped, as
   ``int(datetime.timestamp())`` does in the stream);
 - row order is stream order: transactions of one customer within one second are ordered by
-  their row, and a later row is never in an earlier row's window;
+  their row, and a later row is never in an earlier row's window. A row's windows hold its
+  customer's rows up to its own (second, row) position in the whole history: exactly what the
+  stream computes as long as each customer's rows arrive in time order (one Kafka partition
+  per customer, a time-ordered producer);
 - terminal windows count labelled transactions only (a NaN ``tx_fraud`` is not a label).
 """
 
@@ -37,7 +40,7 @@ Floats = npt.NDArray[np.float64]
 
 KEY_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "event_timestamp")
 TRANSACTION_COLUMNS = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount")
-#: Same-second transactions of a customer are stamped this far apart (see `event_timestamps`).
+#: Transactions of one second are stamped this far apart (see `event_timestamps`).
 TIE_STEP_US = 1
 _MAX_TIES = 1_000_000 // TIE_STEP_US
 
@@ -131,37 +134,48 @@ def terminal_windows(
     key = label_terminals[order] * span + (label_days[order] - dmin)
     frauds = np.concatenate([[0], np.cumsum(label_frauds[order], dtype=np.int64)])
 
+    # Sorted needles make the binary searches cache-friendly (about 6x faster at 1.7M rows);
+    # clipping is monotone, so every shifted bound below stays sorted too.
+    q_order = np.lexsort((days, terminals))
+    q_base = terminals[q_order] * span
+    end = days[q_order] - LABEL_DELAY_DAYS
+
     def labels_before(day: Ints) -> Ints:
         # Labels of the query's terminal dated before ``day``; clipping to the labelled range
         # keeps each search inside its own terminal and changes no count.
         offset = np.clip(day, dmin, dmax + 1) - dmin
-        return np.searchsorted(key, terminals * span + offset, side="left").astype(np.int64)
+        return np.searchsorted(key, q_base + offset, side="left").astype(np.int64)
 
-    end = days - LABEL_DELAY_DAYS
     upto = labels_before(end)
+    sorted_out = np.empty_like(out)
     for j, n in enumerate(WINDOWS_DAYS):
         since = labels_before(end - n)
         nb = upto - since
         fr = frauds[upto] - frauds[since]
-        out[:, 2 * j] = nb
-        out[:, 2 * j + 1] = np.divide(fr, nb, out=np.zeros(m), where=nb > 0)
+        sorted_out[:, 2 * j] = nb
+        sorted_out[:, 2 * j + 1] = np.divide(fr, nb, out=np.zeros(m), where=nb > 0)
+    out[q_order] = sorted_out
     return out
 
 
-def event_timestamps(customers: Ints, seconds: Ints) -> pd.Series:
-    """Feast event timestamps: the second, plus ``k`` µs for the customer's ``k``-th same-second row.
+def event_timestamps(seconds: Ints) -> pd.Series:
+    """Event timestamps: the second, plus ``k`` µs for the ``k``-th row (row order) in it.
 
-    A point-in-time join keeps the last feature row at or before the entity row's time, so two
-    transactions of one customer in one second need distinct times, ordered like the stream,
-    or both would get the later one's features. Equal to the transaction time otherwise.
+    Feast's point-in-time join keeps, per entity row, the last feature row at or before it, and
+    collapses entity rows that share keys and time. Distinct times ordered like the stream keep
+    two transactions of one customer (or terminal) in one second apart; otherwise the stamp is
+    the transaction's time.
 
     Raises:
-        ValueError: a customer has a million transactions in one second.
+        ValueError: a million rows share one second.
     """
-    rank = pd.Series(seconds).groupby([customers, seconds], sort=False).cumcount().to_numpy()
+    order = np.argsort(seconds, kind="stable")
+    ordered = seconds[order]
+    rank = np.empty_like(seconds)
+    rank[order] = np.arange(len(seconds)) - np.searchsorted(ordered, ordered, side="left")
     if len(rank) and int(rank.max()) >= _MAX_TIES:
-        raise ValueError("a customer has too many transactions in one second")
-    us = seconds * 1_000_000 + rank.astype(np.int64) * TIE_STEP_US
+        raise ValueError("a million transactions share one second")
+    us = seconds * 1_000_000 + rank * TIE_STEP_US
     return pd.Series(pd.to_datetime(us, unit="us", utc=True), name="event_timestamp")
 
 
@@ -219,13 +233,13 @@ def _checked(transactions: pd.DataFrame) -> pd.DataFrame:
     return transactions.reset_index(drop=True)
 
 
-def _keys(tx: pd.DataFrame, customers: Ints, seconds: Ints) -> pd.DataFrame:
+def _keys(tx: pd.DataFrame, seconds: Ints) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "transaction_id": tx["transaction_id"].to_numpy(),
             "customer_id": tx["customer_id"].to_numpy(),
             "terminal_id": tx["terminal_id"].to_numpy(),
-            "event_timestamp": event_timestamps(customers, seconds),
+            "event_timestamp": event_timestamps(seconds),
         }
     )
 
@@ -263,7 +277,7 @@ def compute_features(
             terminal_windows(l_term, l_days, l_fraud, q_term, seconds // SECONDS_PER_DAY),
         ]
     )
-    out = _keys(tx, customers, seconds)
+    out = _keys(tx, seconds)
     return pd.concat([out, pd.DataFrame(values, columns=list(FEATURE_NAMES))], axis=1)
 
 
@@ -280,7 +294,7 @@ def customer_feature_rows(transactions: pd.DataFrame) -> pd.DataFrame:
     seconds = epoch_seconds(tx["tx_datetime"])
     customers = _codes(tx["customer_id"])
     values = customer_windows(customers, seconds, tx["tx_amount"].to_numpy(np.float64))
-    out = _keys(tx, customers, seconds).drop(columns="terminal_id")
+    out = _keys(tx, seconds).drop(columns="terminal_id")
     return pd.concat([out, pd.DataFrame(values, columns=list(CUSTOMER_FEATURES))], axis=1)
 
 

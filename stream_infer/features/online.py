@@ -35,16 +35,21 @@ ZERO_ROW: TerminalRow = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 class TerminalRows(Protocol):
     """Published terminal daily rows (the label processor's output)."""
 
-    def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
-        """The 6 terminal features for each published ``(terminal_id, day)``; absent if the
-        day's row is not published yet."""
+    def rows(
+        self, keys: Iterable[tuple[str, int]], stream_start_day: int | None = None
+    ) -> Mapping[tuple[str, int], TerminalRow]:
+        """The 6 terminal features for each final ``(terminal_id, day)``; absent if the day's
+        row is not final yet. ``stream_start_day``: the first day the stream has data for;
+        no label can exist before it, so rows reading only earlier days are final zeros."""
         ...
 
 
 class NoTerminalRows:
     """No label processor wired in: terminal features are zeros and every score is flagged."""
 
-    def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
+    def rows(
+        self, keys: Iterable[tuple[str, int]], stream_start_day: int | None = None
+    ) -> Mapping[tuple[str, int], TerminalRow]:
         return {}
 
 
@@ -64,7 +69,9 @@ class InMemoryTerminalRows:
     def set_complete_through(self, day: int) -> None:
         self._complete = day
 
-    def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
+    def rows(
+        self, keys: Iterable[tuple[str, int]], stream_start_day: int | None = None
+    ) -> Mapping[tuple[str, int], TerminalRow]:
         if self._complete is None:
             return {}
         return {
@@ -93,6 +100,10 @@ class CustomerStore(Protocol):
     def load(self, customer_ids: Iterable[str]) -> Mapping[str, Sequence[Any]]: ...
 
     def save(self, entries: Mapping[str, Sequence[Any]]) -> None: ...
+
+    def first_day(self) -> int | None: ...
+
+    def record_first_day(self, day: int) -> None: ...
 
 
 class CustomerState:
@@ -188,8 +199,25 @@ class FeatureComputer:
     ) -> None:
         self.write_behind = write_behind
         self.state = CustomerState(store, cache)
+        self._store = store
+        self._start_day: int | None = None
+        self._start_loaded = False
         self.terminal_rows: TerminalRows = terminal_rows or NoTerminalRows()
         self.persist = persist
+
+    def stream_start_day(self, batch_first_day: int) -> int | None:
+        """The first UTC day this stream has data for (persisted with the state).
+
+        Only the writer (the worker) extends it; read-only callers just read it.
+        """
+        if not self._start_loaded and self._store is not None:
+            self._start_day = self._store.first_day()
+            self._start_loaded = True
+        if self.persist and (self._start_day is None or batch_first_day < self._start_day):
+            self._start_day = batch_first_day
+            if self._store is not None:
+                self._store.record_first_day(batch_first_day)
+        return self._start_day
 
     def compute(
         self, txs: Sequence[TxInput]
@@ -208,8 +236,9 @@ class FeatureComputer:
         append = rows_out.append
         flags: list[tuple[str, ...]] = []
         days = [tx.epoch_seconds // SECONDS_PER_DAY for tx in txs]
+        start_day = self.stream_start_day(min(days)) if days else None
         rows = self.terminal_rows.rows(
-            {(tx.terminal_id, d) for tx, d in zip(txs, days, strict=True)}
+            {(tx.terminal_id, d) for tx, d in zip(txs, days, strict=True)}, start_day
         )
         state = self.state
         state.prepare((tx.partition, tx.customer_id) for tx in txs)

@@ -49,6 +49,14 @@ class CustomerStore(Protocol):
         """Drop a customer's entries older than a time no window can reach."""
         ...
 
+    def first_day(self) -> int | None:
+        """The earliest UTC day any event of the stream had (None: no event yet)."""
+        ...
+
+    def record_first_day(self, day: int) -> None:
+        """Lower the earliest day to ``day`` if it is earlier (never raises it)."""
+        ...
+
 
 class TerminalStore(Protocol):
     """Per-(terminal, day) counts and the published daily rows."""

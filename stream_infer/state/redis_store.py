@@ -74,6 +74,19 @@ class RedisCustomerStore:
         if stale:
             self.client.hdel(key, *stale)
 
+    def first_day(self) -> int | None:
+        raw = self.client.get(f"{self.prefix}:first_day")
+        return None if raw is None else int(raw)
+
+    def record_first_day(self, day: int) -> None:
+        # Compare-and-set: the earliest day any worker has seen.
+        script = (
+            "local cur = redis.call('GET', KEYS[1]); "
+            "if (not cur) or tonumber(cur) > tonumber(ARGV[1]) then "
+            "redis.call('SET', KEYS[1], ARGV[1]) end return 1"
+        )
+        self.client.eval(script, 1, f"{self.prefix}:first_day", day)
+
 
 class RedisTerminalStore:
     """:class:`~stream_infer.state.base.TerminalStore` on Redis hashes."""

@@ -84,6 +84,19 @@ class SqliteState:
                 (customer_id, before_epoch_seconds),
             )
 
+    def first_day(self) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'first_day'").fetchone()
+        return None if row is None else int(row[0])
+
+    def record_first_day(self, day: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta VALUES ('first_day', ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = min(value, excluded.value)",
+                (day,),
+            )
+
     # -- TerminalStore -------------------------------------------------------------------
     def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
         wanted = set(keys)

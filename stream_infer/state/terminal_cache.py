@@ -40,8 +40,14 @@ class CachedTerminalRows:
         self._wait_s = wait_ms / 1000.0
         self.misses = 0
 
-    def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
-        """Final rows for ``keys``; keys whose day is not final yet are absent."""
+    def rows(
+        self, keys: Iterable[tuple[str, int]], stream_start_day: int | None = None
+    ) -> Mapping[tuple[str, int], TerminalRow]:
+        """Final rows for ``keys``; keys whose day is not final yet are absent.
+
+        A row reads days [D - 37, D - 7): if the stream has no data before D - 7 there is no
+        label to wait for, and the row is final zeros.
+        """
         cache = self._cache
         found: dict[tuple[str, int], TerminalRow] = {}
         missing: list[tuple[str, int]] = []
@@ -54,6 +60,12 @@ class CachedTerminalRows:
         if not missing:
             return found
         deadline = time.monotonic() + self._wait_s
+        if stream_start_day is not None:
+            for key in [k for k in missing if k[1] - LABEL_DELAY_DAYS <= stream_start_day]:
+                found[key] = cache[key] = ZERO_ROW
+            missing = [k for k in missing if k not in found]
+            if not missing:
+                return found
         while True:
             complete = self._store.complete_through()
             final = [] if complete is None else [k for k in missing if k[1] - _LAG <= complete]
@@ -62,9 +74,7 @@ class CachedTerminalRows:
                 for key in final:
                     found[key] = cache[key] = fetched.get(key, ZERO_ROW)
                 missing = [k for k in missing if k not in found]
-            # Before the first label day is complete there is no label processor to wait for
-            # (or it has not started): flag at once rather than stall every batch.
-            if not missing or complete is None or time.monotonic() >= deadline:
+            if not missing or time.monotonic() >= deadline:
                 break
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         self.misses += len(missing)

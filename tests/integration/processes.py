@@ -33,19 +33,26 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "METRICS__ENABLED": str(settings.metrics.enabled).lower(),
         "METRICS__PORT": str(settings.metrics.port),
         "FEATURES__STATE_DIR": str(settings.features.state_dir),
+        "FEATURES__REPO_DIR": str(settings.features.repo_dir),
+        "FEATURES__FEAST_ONLINE": str(settings.features.feast_online).lower(),
+        "FEATURES__TERMINAL_WAIT_MS": str(settings.features.terminal_wait_ms),
+        "KAFKA__SESSION_TIMEOUT_MS": str(settings.kafka.session_timeout_ms),
     }
+    if settings.redis.url is not None:
+        values["REDIS__URL"] = settings.redis.url.get_secret_value()
+        values["REDIS__KEY_PREFIX"] = settings.redis.key_prefix
     env.update({f"STREAM_INFER_{k}": v for k, v in values.items()})
     return env
 
 
 class WorkerProcess:
-    """A worker child; its combined output goes to ``log``."""
+    """A ``stream-infer <command>`` child (the worker by default); output goes to ``log``."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, settings: Settings, log: Path, command: str = "worker") -> None:
         self.log = log
         self._fh: IO[bytes] = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_infer", "worker"],
+            [sys.executable, "-m", "stream_infer", command],
             env=settings_env(settings),
             stdout=self._fh,
             stderr=subprocess.STDOUT,

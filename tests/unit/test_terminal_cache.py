@@ -42,11 +42,15 @@ def test_rows_are_cached_once_final() -> None:
     assert store.reads == reads
 
 
-def test_no_wait_before_any_watermark() -> None:
-    store = Store(complete=None)
+def test_rows_before_the_stream_began_are_final_zeros() -> None:
+    store = Store(complete=None)  # no label processed yet
     cache = CachedTerminalRows(store, wait_ms=10_000)
-    assert cache.rows([("A", 100)]) == {}
-    assert cache.misses == 1
+    # Day 100 reads days 63..92; the stream's data starts on day 93: nothing to wait for.
+    assert cache.rows([("A", 100)], stream_start_day=93) == {("A", 100): ZERO_ROW}
+    assert store.reads == 0
+    short = CachedTerminalRows(store, wait_ms=20)
+    assert short.rows([("A", 100)], stream_start_day=92) == {}  # day 92 may have labels
+    assert short.misses == 1
 
 
 def test_waits_for_the_label_processor_then_gives_up() -> None:
