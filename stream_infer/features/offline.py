@@ -38,7 +38,6 @@ from stream_infer.features.definitions import (
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 
-KEY_COLUMNS = ("transaction_id", "customer_id", "terminal_id", "event_timestamp")
 TRANSACTION_COLUMNS = ("transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount")
 #: Transactions of one second are stamped this far apart (see `event_timestamps`).
 TIE_STEP_US = 1
