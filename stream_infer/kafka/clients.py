@@ -30,6 +30,9 @@ def consumer_config(
             # Bounded prefetch: the client never buffers more than this per partition set.
             "queued.max.messages.kbytes": settings.worker.queued_max_messages_kbytes,
             "enable.partition.eof": False,
+            # Tansu (and some brokers) hold a fetch until fetch.wait.max.ms even when data is
+            # there; 500 ms (the default) would become our latency floor at low rates.
+            "fetch.wait.max.ms": 10,
         }
     )
     if stats_cb is not None and settings.worker.statistics_interval_ms > 0:
