@@ -6,6 +6,7 @@ No global registry: two workers in one test process must not collide.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import Counter as Counter_
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -135,9 +136,14 @@ class WorkerMetrics:
             self.consumer_lag.labels(topic, str(partition)).set(lag)
 
     def forget_partitions(self, topic: str, partitions: Iterable[int]) -> None:
-        for p in partitions:
-            with contextlib.suppress(KeyError):
-                self.consumer_lag.remove(topic, str(p))
+        with warnings.catch_warnings():
+            # Importing Feast sets PROMETHEUS_MULTIPROC_DIR for the whole process, after which
+            # prometheus-client warns on every remove(); our values stay in-process (the value
+            # class is fixed when prometheus-client is imported, before Feast), so removal works.
+            warnings.filterwarnings("ignore", "Removal of labels", UserWarning)
+            for p in partitions:
+                with contextlib.suppress(KeyError):
+                    self.consumer_lag.remove(topic, str(p))
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> Any:

@@ -90,7 +90,9 @@ def test_stream_features_equal_offline_and_feast_serves_them(
 ) -> None:
     from stream_infer.features.feast_repo import apply
 
-    settings = _settings(base_settings, kafka_bootstrap, tmp_path, model_registry, feast_online=True)
+    settings = _settings(
+        base_settings, kafka_bootstrap, tmp_path, model_registry, feast_online=True
+    )
     setup_topics(settings)
     apply(settings.features.repo_dir)
     labels = WorkerProcess(settings, tmp_path / "labels.log", command="labels")
@@ -148,8 +150,9 @@ def test_parity_survives_sigkill_mid_replay(
             scores = read_topic(
                 settings,
                 settings.topics.scores,
-                lambda r: len({orjson.loads(m.value())["transaction_id"] for m in r})
-                >= len(dataset),
+                lambda r: (
+                    len({orjson.loads(m.value())["transaction_id"] for m in r}) >= len(dataset)
+                ),
                 timeout_s=240,
             )
         finally:
