@@ -77,7 +77,12 @@ class WorkerSettings(_Frozen):
     """The scoring worker's loop."""
 
     group_id: str = "stream-infer-scoring"
-    max_in_flight_batches: int = Field(default=8, ge=1, description="bounds memory")
+    max_in_flight_batches: int = Field(
+        default=32, ge=1, description="batches produced but not yet acknowledged: bounds memory"
+    )
+    pause_after_s: float = Field(
+        default=0.5, ge=0, description="pause partitions when acks stall longer than this"
+    )
     emit_features: bool = False
     drain_timeout_s: float = Field(default=30.0, gt=0)
     statistics_interval_ms: int = Field(default=1000, ge=0)

@@ -51,7 +51,13 @@ def build_features(settings: Settings, *, read_only: bool = False) -> FeatureCom
     """
     stores = open_state(settings)
     terminals = CachedTerminalRows(stores.terminals, wait_ms=settings.features.terminal_wait_ms)
-    return FeatureComputer(terminals, stores.customers, persist=not read_only, cache=not read_only)
+    return FeatureComputer(
+        terminals,
+        stores.customers,
+        persist=not read_only,
+        cache=not read_only,
+        write_behind=not read_only,  # the worker saves state off the hot path, before acking
+    )
 
 
 def build_pipeline(

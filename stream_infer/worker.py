@@ -251,12 +251,27 @@ class ScoringWorker:
         self.metrics.in_flight_batches.set(len(inflight))
 
     def _relieve_backpressure(self) -> None:
-        # Pause fetching rather than buffer more: memory stays bounded by the in-flight limit.
+        """Wait for acknowledgements until at most half the in-flight limit is pending.
+
+        A short wait just serves delivery reports: pausing drops the client's prefetched
+        records (bounded anyway by ``queued.max.messages.kbytes``) and re-fetching them costs a
+        broker round trip. If deliveries stall longer than ``pause_after_s``, the partitions
+        are paused so nothing more is fetched until they recover.
+        """
+        low_water = self.settings.worker.max_in_flight_batches // 2
+        deadline = time.monotonic() + self.settings.worker.pause_after_s
+        while len(self._inflight) > low_water and not self._stopping:
+            if time.monotonic() > deadline:
+                self._pause_until(low_water)
+                return
+            self.producer.poll(0.005)
+            self._complete()
+
+    def _pause_until(self, low_water: int) -> None:
         assignment = self.consumer.assignment()
         if assignment:
             self.consumer.pause(assignment)
         self.metrics.paused.set(1)
-        low_water = self.settings.worker.max_in_flight_batches // 2
         try:
             while len(self._inflight) > low_water and not self._stopping:
                 self.producer.poll(0.1)

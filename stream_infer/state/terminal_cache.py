@@ -18,6 +18,7 @@ from stream_infer.features.definitions import LABEL_DELAY_DAYS
 from stream_infer.features.online import ZERO_ROW, TerminalRow
 
 _LAG = LABEL_DELAY_DAYS + 1
+_WATERMARK_TTL_S = 0.2
 
 
 class TerminalSource(Protocol):
@@ -39,6 +40,8 @@ class CachedTerminalRows:
         self._max = max_entries
         self._wait_s = wait_ms / 1000.0
         self.misses = 0
+        self._complete: int | None = None
+        self._complete_read_at = -1e9
 
     def rows(
         self, keys: Iterable[tuple[str, int]], stream_start_day: int | None = None
@@ -66,8 +69,10 @@ class CachedTerminalRows:
             missing = [k for k in missing if k not in found]
             if not missing:
                 return found
+        fresh = False
         while True:
-            complete = self._store.complete_through()
+            complete = self._watermark(refresh=fresh)
+            fresh = True
             final = [] if complete is None else [k for k in missing if k[1] - _LAG <= complete]
             if final:
                 fetched = self._store.rows(final)
@@ -81,3 +86,12 @@ class CachedTerminalRows:
         while len(cache) > self._max:
             cache.popitem(last=False)
         return found
+
+    def _watermark(self, refresh: bool) -> int | None:
+        # The watermark moves once a day of event time: re-reading it for every batch would
+        # cost a store round trip per batch for nothing. While waiting, always re-read.
+        now = time.monotonic()
+        if refresh or now - self._complete_read_at > _WATERMARK_TTL_S:
+            self._complete = self._store.complete_through()
+            self._complete_read_at = now
+        return self._complete

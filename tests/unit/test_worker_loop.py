@@ -38,7 +38,7 @@ def make_worker(
     registry: ModelRegistry, consumer: FakeConsumer, producer: FakeProducer, in_flight: int = 8
 ) -> ScoringWorker:
     settings = load_settings(
-        worker={"max_in_flight_batches": in_flight, "drain_timeout_s": 1.0},
+        worker={"max_in_flight_batches": in_flight, "drain_timeout_s": 1.0, "pause_after_s": 0},
         metrics={"enabled": False},
     )
     model = load_model(registry, "fraud", FEATURE_NAMES)
@@ -101,3 +101,17 @@ def test_failed_delivery_stops_without_storing(registry: ModelRegistry) -> None:
         worker.run(max_events=10)
     assert consumer.stored == []
     assert consumer.closed
+
+
+def test_brief_ack_delays_do_not_pause(registry: ModelRegistry) -> None:
+    consumer = FakeConsumer([[rec(i)] for i in range(4)])
+    producer = FakeProducer(auto_ack=False)
+    worker = make_worker(registry, consumer, producer, in_flight=2)
+    worker.settings = worker.settings.model_copy(
+        update={"worker": worker.settings.worker.model_copy(update={"pause_after_s": 5.0})}
+    )
+    for _ in range(2):
+        worker._handle(consumer.consume(10, 0))
+    producer.auto_ack = True  # acks arrive on the next poll
+    worker._relieve_backpressure()
+    assert consumer.paused == 0 and len(worker._inflight) <= 1
