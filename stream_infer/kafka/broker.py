@@ -157,6 +157,18 @@ class EmbeddedBroker:
             proc.wait(timeout=timeout_s)
         except ProcessLookupError:
             pass
+        self._wait_port_free(timeout_s)
+
+    def _wait_port_free(self, timeout_s: float) -> None:
+        # noida-db's server shuts down after its launcher exits: until the port is released a
+        # restart would bind nothing and readiness would be answered by the dying server.
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.05)
+        raise FatalError(f"{self.kind} broker still holds port {self.port} after stopping")
 
     def restart(self) -> None:
         """Stop and start again on the same port (Tansu forgets everything; noida keeps it)."""
