@@ -54,11 +54,13 @@ def create_app(
     """The faust App with one agent over the labels topic, and its running totals."""
     import faust
 
+    datadir = settings.features.state_dir / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)  # faust refuses a missing data directory
     app = faust.App(
         f"{settings.worker.group_id}-labels",
         broker=f"kafka://{settings.kafka.bootstrap_servers}",
         store="memory://",
-        datadir=str(settings.features.state_dir / "faust"),
+        datadir=str(datadir),
         web_enabled=False,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",

@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 
 from loadgen.replay import ReplayOptions, replay
 from loadgen.simulator import SimulationConfig, generate
@@ -126,14 +127,23 @@ def test_stream_features_equal_offline_and_feast_serves_them(
             assert got[name][i] == pytest.approx(emitted[tid][name], abs=TOLERANCE), (tid, name)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_parity_survives_sigkill_mid_replay(
+    backend: str,
     dataset: pd.DataFrame,
     base_settings: Settings,
     kafka_bootstrap: str,
     tmp_path: Path,
     model_registry: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     settings = _settings(base_settings, kafka_bootstrap, tmp_path, model_registry)
+    if backend == "redis":
+        redis = {
+            "url": SecretStr(request.getfixturevalue("redis_url")),
+            "key_prefix": request.getfixturevalue("redis_prefix"),
+        }
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(update=redis)})
     setup_topics(settings)
     labels = WorkerProcess(settings, tmp_path / "labels.log", command="labels")
     first = WorkerProcess(settings, tmp_path / "w1.log")
