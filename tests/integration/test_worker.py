@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import orjson
 
 from stream_infer.config import Settings
 from stream_infer.events import Score
+from stream_infer.kafka.broker import free_port
 from stream_infer.runtime import build_worker
 
 from .conftest import make_test_settings
@@ -23,7 +26,14 @@ def _settings(base: Settings, bootstrap: str, tmp: Path, registry: Path, **kw: o
 def test_n_valid_events_give_exactly_n_scores(
     base_settings: Settings, kafka_bootstrap: str, tmp_path: Path, model_registry: Path
 ) -> None:
-    settings = _settings(base_settings, kafka_bootstrap, tmp_path, model_registry)
+    port = free_port()
+    settings = _settings(
+        base_settings,
+        kafka_bootstrap,
+        tmp_path,
+        model_registry,
+        metrics={"enabled": True, "port": port},
+    )
     setup_topics(settings)
     events = make_transactions(3000)
     produce(settings, settings.topics.transactions, events)
@@ -32,6 +42,26 @@ def test_n_valid_events_give_exactly_n_scores(
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     scores = read_topic(settings, settings.topics.scores, lambda r: len(r) >= 3000, idle_s=1.0)
+    # The on-call view: counters, the model, and lag per partition from librdkafka statistics.
+    deadline = time.monotonic() + 30
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        if (
+            "stream_infer_consumer_lag{" in text
+            and "stream_infer_events_scored_total 3000.0" in text
+        ):
+            break
+        time.sleep(0.2)
+    assert "stream_infer_events_scored_total 3000.0" in text
+    assert (
+        'stream_infer_model_info{name="fraud",provider="CPUExecutionProvider",version="1"}' in text
+    )
+    assert (
+        f'stream_infer_consumer_lag{{partition="0",topic="{settings.topics.transactions}"}} 0.0'
+        in text
+    )
+    assert "stream_infer_end_to_end_seconds_count 3000.0" in text
     worker.stop()
     thread.join(30)
     assert not thread.is_alive()
