@@ -174,6 +174,11 @@ def encode_dict(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(payload)
 
 
+def encode_score(payload: dict[str, Any]) -> bytes:
+    """Serialize a score dict; naive datetimes are UTC by contract and written as such."""
+    return orjson.dumps(payload, option=orjson.OPT_NAIVE_UTC)
+
+
 def utc_from_epoch(seconds: float) -> datetime:
     """An aware UTC datetime for an epoch timestamp."""
     return datetime.fromtimestamp(seconds, tz=UTC)

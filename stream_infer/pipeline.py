@@ -16,11 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_infer.errors import DeadLetterError
-from stream_infer.events import DeadLetter, Transaction, encode, encode_dict
+from stream_infer.events import DeadLetter, Transaction, encode, encode_score
 from stream_infer.features.definitions import FEATURE_NAMES
 from stream_infer.features.online import FeatureComputer, TxInput
 from stream_infer.model.session import LoadedModel
-from stream_infer.wire import WireTransaction, decode, epoch_seconds, utc
+from stream_infer.wire import WireTransaction, decode, epoch_seconds
 
 Headers = list[tuple[str, bytes]]
 
@@ -207,7 +207,7 @@ class ScoringPipeline:
                 "is_fraud": frauds[i],
                 "model_name": name,
                 "model_version": version,
-                "event_time": utc(tx.tx_datetime),
+                "event_time": tx.tx_datetime,  # naive = UTC: orjson adds +00:00
                 "scored_at": scored_at,
                 "latency_ms": latency_s * 1000.0,
             }
@@ -217,7 +217,9 @@ class ScoringPipeline:
                 payload["features"] = dict(
                     zip(FEATURE_NAMES, out.features[i].tolist(), strict=True)
                 )
-            append_score(OutRecord(encode_dict(payload), rec.key(), rec.partition(), rec.headers()))
+            append_score(
+                OutRecord(encode_score(payload), rec.key(), rec.partition(), rec.headers())
+            )
             append_latency(latency_s)
         result.flags = out.flags
         result.state_writes = self.features.state.take_pending()

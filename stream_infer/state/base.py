@@ -15,7 +15,7 @@ from typing import Protocol
 from stream_infer.features.online import TerminalRow
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: created once per event on the hot path (see TxInput)
 class Entry:
     """One transaction in a customer's history."""
 
