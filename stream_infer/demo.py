@@ -17,6 +17,7 @@ import orjson
 
 from stream_infer.config import Settings
 from stream_infer.errors import ModelNotFoundError
+from stream_infer.kafka.broker import free_port
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.process import ChildProcess
 from stream_infer.runtime import apply_topics, kafka_cluster
@@ -76,11 +77,25 @@ def _demo_settings(settings: Settings, run_dir: Path) -> Settings:
     return settings.model_copy(
         update={
             "worker": settings.worker.model_copy(update={"group_id": f"demo-{suffix}"}),
-            "features": settings.features.model_copy(
-                update={"state_dir": run_dir / "state", "terminal_wait_ms": 5000.0}
-            ),
+            "features": settings.features.model_copy(update={"state_dir": run_dir / "state"}),
+            "metrics": settings.metrics.model_copy(update={"enabled": True, "port": free_port()}),
         }
     )
+
+
+def _worker_counters(settings: Settings) -> dict[str, float]:
+    """Flag and dead-letter counters from the worker's own /metrics."""
+    import urllib.request
+
+    url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("stream_infer_scores_flagged_total{"):
+            flag = line.split('flag="', 1)[1].split('"', 1)[0]
+            out[f"flagged_{flag}"] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def summarize(invalid: int, dead_lettered: int, measurement: Any, replay: Any) -> dict[str, Any]:
@@ -149,10 +164,14 @@ def run_demo(
                 progress=True,
             )
             dead = _count_dead_letters(s, invalid)
+            flags = _worker_counters(s)
         finally:
             worker.terminate(timeout_s=120)
             labels.terminate(timeout_s=60)
     summary = summarize(invalid, dead, result.measurement, result.replay)
+    # Scores whose terminal row was not final yet (label processor behind): values are zeros
+    # and the score says so; never a silently stale row.
+    summary["flagged"] = {k: int(v) for k, v in flags.items()}
     table = Table(title="stream-infer demo")
     table.add_column("figure")
     table.add_column("value", justify="right")
