@@ -97,7 +97,7 @@ def repo_config(repo_dir: Path, redis_url: str | None = None, project: str | Non
     Raises:
         FileNotFoundError: no ``feature_store.yaml`` in ``repo_dir``.
     """
-    import yaml  # type: ignore[import-untyped]  # (Feast's dependency; no stubs installed)
+    import yaml  # Feast's dependency
     from feast import RepoConfig
 
     repo_dir = Path(repo_dir).resolve()
