@@ -164,6 +164,21 @@ def demo(ctx: click.Context, events: int | None, rate: float | None, invalid: in
 
 
 @cli.command()
+@click.option("--host", default=None, help="default: serve.host")
+@click.option("--port", type=int, default=None, help="default: serve.port")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """The sidecar HTTP endpoint: same model, features and batcher as the stream."""
+    from stream_infer.sidecar.app import run
+
+    settings = _settings(ctx)
+    updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    if updates:
+        settings = settings.model_copy(update={"serve": settings.serve.model_copy(update=updates)})
+    run(settings)
+
+
+@cli.command()
 @click.pass_context
 def labels(ctx: click.Context) -> None:
     """The label processor (faust): delayed labels -> terminal daily rows."""

@@ -30,11 +30,18 @@ from stream_infer.errors import DeadLetterError
 INTENDED_SEND_HEADER = "x-intended-send-ns"
 
 
+#: Event times must fall in [1970-01-01, 3000-01-01) UTC: card transactions, not history.
+MIN_EPOCH_S = 0
+MAX_EPOCH_S = 32_503_680_000
+
+
 def _as_utc(value: datetime) -> datetime:
     # Naive timestamps are UTC by contract: the simulator and the handbook write them so.
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    seconds = aware.timestamp()
+    if not MIN_EPOCH_S <= seconds < MAX_EPOCH_S:
+        raise ValueError("date-time out of range (1970-01-01 to 2999-12-31 UTC)")
+    return aware.astimezone(UTC)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]

@@ -15,7 +15,7 @@ from typing import Annotated
 import msgspec
 
 from stream_infer.errors import DeadLetterError
-from stream_infer.events import decode_transaction
+from stream_infer.events import MAX_EPOCH_S, MIN_EPOCH_S, decode_transaction
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | int
 _Amount = Annotated[float, msgspec.Meta(ge=0, le=1e9)]
@@ -43,7 +43,7 @@ def decode(raw: bytes | None) -> WireTransaction:
     if not raw:
         raise DeadLetterError("empty message value")
     try:
-        return _DECODER.decode(raw)
+        tx = _DECODER.decode(raw)
     except msgspec.ValidationError as exc:
         # msgspec stops at the first problem; the schema of record lists them all, and the
         # failure path is rare enough to afford it.
@@ -54,6 +54,12 @@ def decode(raw: bytes | None) -> WireTransaction:
         raise DeadLetterError(f"invalid transaction: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise DeadLetterError(f"not valid JSON: {exc}") from exc
+    if not MIN_EPOCH_S <= epoch_seconds(tx.tx_datetime) < MAX_EPOCH_S:
+        raise DeadLetterError(
+            "invalid transaction: tx_datetime: date-time out of range "
+            "(1970-01-01 to 2999-12-31 UTC)"
+        )
+    return tx
 
 
 def utc(value: datetime) -> datetime:

@@ -1,0 +1,172 @@
+"""The sidecar's HTTP routes: translate requests to the batcher and results back."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import FastAPI, Response
+
+from stream_infer.batching.dynamic import BatchTimeoutError, QueueFullError
+from stream_infer.features.definitions import N_FEATURES
+from stream_infer.sidecar.schemas import (
+    InferRequest,
+    ModelMetadata,
+    PredictRequest,
+    PredictResponse,
+    TensorMetadata,
+)
+
+if TYPE_CHECKING:
+    from stream_infer.sidecar.app import Sidecar
+
+
+def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
+    """Register the health, domain and Open Inference Protocol routes."""
+    from stream_infer.sidecar.app import OrjsonResponse
+
+    def error(status: int, message: str, api: str, retry_after: bool = False) -> Response:
+        sidecar.metrics.requests.labels(api, str(status)).inc()
+        headers = {"Retry-After": "1"} if retry_after else None
+        return OrjsonResponse({"error": message}, status_code=status, headers=headers)
+
+    def unknown(name: str, version: str | None, api: str) -> Response | None:
+        if not sidecar.ready:
+            return error(503, "model is loading", api, retry_after=True)
+        if not sidecar.knows(name, version):
+            which = name if version is None else f"{name} version {version}"
+            return error(404, f"unknown model {which}", api)
+        return None
+
+    @app.get("/v2/health/live")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        status = 200 if sidecar.ready else 503
+        return OrjsonResponse({"ready": sidecar.ready}, status_code=status)
+
+    @app.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": "stream-infer", "version": "1", "extensions": []}
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None) -> Response:
+        problem = unknown(name, version, "v2")
+        return problem or OrjsonResponse({"name": name, "ready": True})
+
+    @app.get("/v2/models/{name}", response_model=ModelMetadata)
+    @app.get("/v2/models/{name}/versions/{version}", response_model=ModelMetadata)
+    async def model_metadata(name: str, version: str | None = None) -> Any:
+        problem = unknown(name, version, "v2")
+        if problem is not None:
+            return problem
+        m = sidecar.model
+        return {
+            "name": m.name,
+            "versions": [str(m.version)],
+            "platform": "onnxruntime_onnx",
+            "inputs": [TensorMetadata(name=m.input_name, datatype="FP32", shape=[-1, N_FEATURES])],
+            "outputs": [TensorMetadata(name=m.output_name, datatype="FP32", shape=[-1, 2])],
+        }
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(name: str, body: InferRequest, version: str | None = None) -> Response:
+        start = time.monotonic()
+        problem = unknown(name, version, "v2")
+        if problem is not None:
+            return problem
+        m = sidecar.model
+        tensor = body.inputs[0]
+        if tensor.name != m.input_name:
+            return error(400, f"unknown input {tensor.name!r}; expected {m.input_name!r}", "v2")
+        shape = tensor.shape if len(tensor.shape) == 2 else [1, *tensor.shape]
+        if shape[1] != N_FEATURES or shape[0] < 1:
+            return error(400, f"input shape must be [n, {N_FEATURES}], got {tensor.shape}", "v2")
+        if body.outputs and any(o.name != m.output_name for o in body.outputs):
+            return error(400, f"the only output is {m.output_name!r}", "v2")
+        try:
+            rows = np.asarray(tensor.data, dtype=np.float32).reshape(shape)
+        except (ValueError, TypeError) as exc:
+            return error(400, f"data does not fit shape {tensor.shape}: {exc}", "v2")
+        if not np.isfinite(rows).all():
+            return error(400, "data must be finite numbers", "v2")
+        assert sidecar.tensor_batcher is not None
+        try:
+            out = await sidecar.tensor_batcher.submit(
+                rows, sidecar.settings.serve.request_timeout_ms / 1000
+            )
+        except QueueFullError as exc:
+            return error(503, str(exc), "v2", retry_after=True)
+        except BatchTimeoutError as exc:
+            return error(504, str(exc), "v2")
+        sidecar.metrics.requests.labels("v2", "200").inc()
+        sidecar.metrics.latency.labels("v2").observe(time.monotonic() - start)
+        sidecar.metrics.batch_size.labels("v2").observe(sidecar.tensor_batcher.last_batch_size)
+        return OrjsonResponse(
+            {
+                "model_name": m.name,
+                "model_version": str(m.version),
+                "id": body.id,
+                "outputs": [
+                    {
+                        "name": m.output_name,
+                        "datatype": "FP32",
+                        "shape": list(out.shape),
+                        "data": out.reshape(-1).tolist(),
+                    }
+                ],
+            }
+        )
+
+    @app.post("/v1/models/{name}/predict", response_model=PredictResponse)
+    async def predict(name: str, body: PredictRequest) -> Response:
+        start = time.monotonic()
+        problem = unknown(name, None, "v1")
+        if problem is not None:
+            return problem
+        m = sidecar.model
+        cache = sidecar.cache
+        key = cache.key(m.name, m.version, body.inputs) if cache is not None else None
+        scored = cache.get(key) if cache is not None and key is not None else None
+        if scored is None:
+            assert sidecar.tx_batcher is not None
+            try:
+                scored = await sidecar.tx_batcher.submit(
+                    body.inputs, sidecar.settings.serve.request_timeout_ms / 1000
+                )
+            except QueueFullError as exc:
+                return error(503, str(exc), "v1", retry_after=True)
+            except BatchTimeoutError as exc:
+                return error(504, str(exc), "v1")
+            sidecar.metrics.batch_size.labels("v1").observe(sidecar.tx_batcher.last_batch_size)
+            if cache is not None and key is not None:
+                cache.put(key, scored)
+        threshold = body.parameters.threshold
+        if threshold is None:
+            threshold = sidecar.settings.model.threshold
+        elapsed = time.monotonic() - start
+        sidecar.metrics.requests.labels("v1", "200").inc()
+        sidecar.metrics.latency.labels("v1").observe(elapsed)
+        payload: dict[str, Any] = {
+            "request_id": body.request_id,
+            "model_name": m.name,
+            "model_version": m.version,
+            "predictions": {
+                "fraud_probability": scored.score,
+                "is_fraud": scored.score >= threshold,
+            },
+            "metadata": {
+                "latency_ms": elapsed * 1000,
+                "timestamp": datetime.now(UTC).isoformat(),
+                "flags": list(scored.flags),
+            },
+        }
+        if body.parameters.return_features:
+            payload["features"] = scored.features
+        return OrjsonResponse(payload)
