@@ -30,7 +30,7 @@ def test_concurrent_requests_share_one_call() -> None:
     async def main() -> Recorder:
         rec = Recorder()
         rec.release.clear()  # hold the first batch so the rest queue up behind it
-        batcher: DynamicBatcher[int, int] = DynamicBatcher(rec, 64, 5.0, 100)
+        batcher: DynamicBatcher[int, int] = DynamicBatcher(rec, 64, 5.0, 100, in_thread=True)
         batcher.start()
         first = asyncio.create_task(batcher.submit(0, 5))
         await asyncio.sleep(0.05)
@@ -64,7 +64,7 @@ def test_max_batch_size_is_respected() -> None:
     async def main() -> Recorder:
         rec = Recorder()
         rec.release.clear()
-        batcher: DynamicBatcher[int, int] = DynamicBatcher(rec, 4, 5.0, 100)
+        batcher: DynamicBatcher[int, int] = DynamicBatcher(rec, 4, 5.0, 100, in_thread=True)
         batcher.start()
         tasks = [asyncio.create_task(batcher.submit(i, 5)) for i in range(10)]
         await asyncio.sleep(0.05)
@@ -82,7 +82,7 @@ def test_full_queue_rejects_at_once() -> None:
     async def main() -> None:
         rec = Recorder()
         rec.release.clear()
-        batcher: DynamicBatcher[int, int] = DynamicBatcher(rec, 1, 0.0, 2)
+        batcher: DynamicBatcher[int, int] = DynamicBatcher(rec, 1, 0.0, 2, in_thread=True)
         batcher.start()
         held = asyncio.create_task(batcher.submit(0, 5))  # taken by the batcher, blocked
         await asyncio.sleep(0.05)
@@ -101,7 +101,7 @@ def test_slow_scoring_times_out() -> None:
     async def main() -> None:
         rec = Recorder()
         rec.release.clear()
-        batcher: DynamicBatcher[int, int] = DynamicBatcher(rec, 8, 0.0, 8)
+        batcher: DynamicBatcher[int, int] = DynamicBatcher(rec, 8, 0.0, 8, in_thread=True)
         batcher.start()
         with pytest.raises(BatchTimeoutError):
             await batcher.submit(1, 0.05)
