@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import orjson
 from confluent_kafka import Consumer, Producer
 
 from stream_infer.config import Settings
-from stream_infer.runtime import apply_topics
+from stream_infer.runtime import apply_topics, build_worker
+from stream_infer.worker import ScoringWorker
 
 
 def make_transactions(n: int, customers: int = 50, start: datetime | None = None) -> list[dict]:
@@ -85,3 +88,17 @@ def read_topic(
 
 def setup_topics(settings: Settings) -> None:
     apply_topics(settings)
+
+
+@contextmanager
+def worker_thread(settings: Settings) -> Iterator[ScoringWorker]:
+    """A real worker (``runtime.build_worker``) running in a thread; stopped and joined after."""
+    worker = build_worker(settings)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert not thread.is_alive(), "worker did not stop"

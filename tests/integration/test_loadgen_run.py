@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from loadgen.measure import MeasureOptions
@@ -11,10 +10,9 @@ from loadgen.run import run
 from loadgen.simulator import SimulationConfig, generate
 from loadgen.stream import Dataset
 from stream_infer.config import Settings
-from stream_infer.runtime import build_worker
 
 from .conftest import make_test_settings
-from .kafka_io import setup_topics
+from .kafka_io import setup_topics, worker_thread
 
 
 def test_run_measures_every_score_of_a_paced_replay(
@@ -24,10 +22,7 @@ def test_run_measures_every_score_of_a_paced_replay(
         base_settings, kafka_bootstrap, tmp_path, model={"registry_dir": str(model_registry)}
     )
     setup_topics(settings)
-    worker = build_worker(settings)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
+    with worker_thread(settings):
         data = Dataset.from_frame(generate(SimulationConfig(50, 100, 10, seed=5), progress=False))
         count = 300
         result = run(
@@ -43,10 +38,6 @@ def test_run_measures_every_score_of_a_paced_replay(
             settings.kafka.client_config(),
             progress=False,
         )
-    finally:
-        worker.stop()
-        thread.join(30)
-    assert not thread.is_alive()
     assert result.replay.transactions_sent == count and result.replay.delivery_errors == 0
     m = result.measurement
     assert m.stopped_by == "complete"
@@ -86,10 +77,7 @@ def test_loadgen_latency_agrees_with_the_workers_histogram(
         base_settings, kafka_bootstrap, tmp_path, model={"registry_dir": str(model_registry)}
     )
     setup_topics(settings)
-    worker = build_worker(settings)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
+    with worker_thread(settings) as worker:
         data = Dataset.from_frame(generate(SimulationConfig(200, 400, 10, seed=3), progress=False))
         result = run(
             data,
@@ -104,9 +92,6 @@ def test_loadgen_latency_agrees_with_the_workers_histogram(
             settings.kafka.client_config(),
             progress=False,
         )
-    finally:
-        worker.stop()
-        thread.join(30)
     m = result.measurement
     assert m.accounting is not None and m.accounting.complete
     import numpy as np
