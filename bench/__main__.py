@@ -1,0 +1,69 @@
+"""``python -m bench [--quick] [--events N] [--reps K]``: run every row, write the results."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.harness import run_all
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    limit = rows["transport"]["events_per_s"]
+    quix = rows["quix"]["events_per_s"]
+    names = {
+        "transport": "limit: plain consume/decode/encode/produce",
+        "quix": "peer: Quix Streams, per-event model",
+        "naive": "peer: confluent loop, per-event model",
+        "worker": "stream-infer worker (features + batched model)",
+    }
+    lines = [
+        f"{result['events']:,} events, median of {result['reps']}; {result['machine']}",
+        "",
+        "| row | events/s | vs transport | vs Quix | CPU s / 1k events | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, label in names.items():
+        r = rows[key]
+        lines.append(
+            f"| {label} | {r['events_per_s']:,.0f} | {r['events_per_s'] / limit:.2f} | "
+            f"{r['events_per_s'] / quix:.2f} | {r['cpu_s_per_1000']:.3f} | {r['peak_rss_mb']:.0f} |"
+        )
+    m = result["model_limit"]
+    lat = result["latency_at_half_max"]
+    lines += [
+        "",
+        f"- model limit (ONNX Runtime, 1 thread): {m['rows_per_s_batch_1']:,.0f} rows/s "
+        f"at batch 1, {m['rows_per_s_batch_512']:,.0f} rows/s at batch 512",
+        f"- features: {result['features_us_per_event']:.2f} µs/event "
+        "(worker thread, in-memory state)",
+        f"- latency at 50% of max ({lat['rate']:,.0f}/s, open loop, max_wait_ms=5): "
+        f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, p99.9 {lat['p99.9_ms']:.1f} ms "
+        f"(missing {lat['missing']})",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="smoke test: small, one repetition")
+    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--reps", type=int, default=3)
+    ns = parser.parse_args()
+    result = run_all(ns.quick, ns.events, ns.reps)
+    table = markdown(result)
+    print(table)
+    out = Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    (out / f"{stamp}.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    (out / f"{stamp}.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
