@@ -58,11 +58,15 @@ class Sidecar:
     def start(self, pipeline: ScoringPipeline) -> None:
         s = self.settings
         self.pipeline = pipeline
+        # Score in a worker thread so the loop keeps accepting requests while a batch runs:
+        # that is what fills the bounded queue and turns overload into 503s instead of
+        # requests waiting, unseen, in the kernel's socket buffers.
         self.tx_batcher = DynamicBatcher(
             TransactionScorer(pipeline),
             s.batch.max_batch_size,
             s.batch.max_wait_ms,
             s.serve.max_queue,
+            in_thread=True,
         )
         self.tensor_batcher = DynamicBatcher(
             TensorScorer(pipeline), s.batch.max_batch_size, s.batch.max_wait_ms, s.serve.max_queue
