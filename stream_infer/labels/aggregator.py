@@ -3,11 +3,14 @@
 Labels arrive 7 days after their transaction, keyed by terminal. Per input partition they come
 in event-time order, so once a partition has shown a label of day d + 1, its labels of day d
 are all in. The global watermark (the last complete day) is the minimum over every partition
-of the topic. Once day C is complete, every terminal's row for day D = C + 8 is final (it reads
-days [D - 37, D - 7), all <= C) and is published.
+of the topic, read from the shared count store, so processors that split the partitions
+between them agree on it. Once day C is complete, every terminal's row for day D = C + 8 is
+final (it reads days [D - 37, D - 7), all <= C) and is published.
 
-Counts are applied idempotently by partition offset (the store skips offsets it has applied),
-so a restart, a rebalance or a re-delivered batch never counts a label twice.
+Counts are applied idempotently by partition offset: each batch's update per partition names
+the applied offset it was counted against, and the store refuses it if another processor has
+moved that partition on meanwhile (the batch is then recounted against the new offset). So a
+restart, a rebalance or a re-delivered batch never counts a label twice.
 """
 
 from __future__ import annotations
@@ -17,37 +20,49 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from stream_infer.errors import DeadLetterError
-from stream_infer.events import decode_label
-from stream_infer.features.definitions import (
-    LABEL_DELAY_DAYS,
-    SECONDS_PER_DAY,
-    TERMINAL_HORIZON_DAYS,
-    terminal_features,
-)
+from stream_infer.errors import DeadLetterError, RetryableError
+from stream_infer.features.definitions import LABEL_DELAY_DAYS, TERMINAL_HORIZON_DAYS
 from stream_infer.features.online import TerminalRow
+from stream_infer.labels.decode import decode_counted
+from stream_infer.labels.rows import FinalCounts
 
 log = logging.getLogger(__name__)
 #: A row for day D is final once day D - FINAL_LAG is complete.
 FINAL_LAG = LABEL_DELAY_DAYS + 1
+#: Days of rows handed to the sinks in one call (bounds memory when catching up).
+PUBLISH_CHUNK_DAYS = 7
+#: How often a batch is recounted when other processors keep moving its partitions on.
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionUpdate:
+    """One batch's counts for one partition, applied only if the partition's applied offset is
+    still ``expected_offset`` (-1: none applied yet)."""
+
+    partition: int
+    expected_offset: int
+    last_offset: int
+    increments: Mapping[tuple[int, str], tuple[int, int]]  # (day, terminal) -> (n, frauds)
+    latest_day: int  # latest label day in the batch (-1: no valid label)
 
 
 class LabelCountStore(Protocol):
     """Durable per-(terminal, day) counts and per-partition progress."""
 
-    def applied_offset(self, partition: int) -> int:
-        """The last offset of ``partition`` whose label is counted (-1: none)."""
+    def applied_offsets(self) -> dict[int, int]:
+        """Per partition, the last offset whose label is counted (absent: none)."""
         ...
 
-    def apply(
-        self,
-        partition: int,
-        last_offset: int,
-        increments: Mapping[tuple[int, str], tuple[int, int]],
-        partition_day: int,
-    ) -> None:
-        """Add ``increments`` ((day, terminal) -> (transactions, frauds)), set the partition's
-        applied offset and its latest label day, atomically."""
+    def apply(self, updates: Sequence[PartitionUpdate]) -> set[int]:
+        """In one atomic step, for each update whose partition's applied offset equals its
+        ``expected_offset``: add its increments, set the applied offset to ``last_offset``
+        and the partition's day to the larger of the stored one and ``latest_day``. Returns
+        the partitions whose updates were refused (applied offset moved on).
+
+        Raises:
+            RetryableError: the store could not be reached or locked in time.
+        """
         ...
 
     def partition_days(self) -> dict[int, int]:
@@ -78,10 +93,49 @@ class LabelRecord:
 
 @dataclass
 class BatchOutcome:
+    """What a batch did: labels counted, records skipped as already counted, dead letters
+    (record, reason) and the days whose rows it published."""
+
     counted: int = 0
     skipped: int = 0
     dead_letters: list[tuple[LabelRecord, str]] = field(default_factory=list)
     published_days: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Counted:
+    update: PartitionUpdate | None
+    earliest_day: int | None = None  # earliest label day counted
+    counted: int = 0
+    skipped: int = 0
+    dead_letters: list[tuple[LabelRecord, str]] = field(default_factory=list)
+
+
+def _count(partition: int, recs: Sequence[LabelRecord], applied: int) -> _Counted:
+    out = _Counted(update=None)
+    increments: dict[tuple[int, str], tuple[int, int]] = {}
+    latest_day = -1
+    last_offset = applied
+    for rec in recs:
+        if rec.offset <= applied:
+            out.skipped += 1
+            continue
+        last_offset = max(last_offset, rec.offset)
+        try:
+            label = decode_counted(rec.value)
+        except DeadLetterError as exc:
+            out.dead_letters.append((rec, exc.reason))
+            continue
+        key = (label.day, label.terminal_id)
+        n, f = increments.get(key, (0, 0))
+        increments[key] = (n + 1, f + label.fraud)
+        latest_day = max(latest_day, label.day)
+        if out.earliest_day is None or label.day < out.earliest_day:
+            out.earliest_day = label.day
+        out.counted += 1
+    if last_offset > applied:
+        out.update = PartitionUpdate(partition, applied, last_offset, increments, latest_day)
+    return out
 
 
 class LabelAggregator:
@@ -92,88 +146,97 @@ class LabelAggregator:
         self.sinks = list(sinks)
         self.partitions = partitions
         self.published_through: int | None = None  # last day D whose rows are out
+        self._first_row_day: int | None = None  # the first day whose rows may need publishing
+        self._final = FinalCounts()
 
-    def complete_through(self) -> int | None:
-        """The last day whose labels are all in, over every partition (None: unknown)."""
-        days = self.store.partition_days()
-        if len(days) < self.partitions:
-            return None
+    def complete_through(self, days: Mapping[int, int] | None = None) -> int | None:
+        """The last day whose labels are all in, over every partition (None: unknown).
+
+        ``days``: the store's partition days if just read, else they are read now.
+        """
+        known = {p: d for p, d in (days or self.store.partition_days()).items() if d >= 0}
+        if len(known) < self.partitions:
+            return None  # a partition has shown no label yet
         # A partition's latest day may still be receiving labels: complete is the day before.
-        return min(days.values()) - 1
+        return min(known.values()) - 1
 
     def process(self, records: Sequence[LabelRecord]) -> BatchOutcome:
-        """Count a batch (any partitions) and publish the rows it made final."""
+        """Count a batch (any partitions) and publish the rows it made final.
+
+        Raises:
+            RetryableError: the store failed, or other processors kept moving this batch's
+                partitions on for :data:`MAX_ATTEMPTS` attempts.
+        """
         outcome = BatchOutcome()
-        by_partition: dict[int, list[LabelRecord]] = {}
+        # First rows to publish: those whose window holds the earliest label this process
+        # counts (earlier windows are empty: all-zero rows, which the reader infers from the
+        # watermark) or, after a restart, a horizon before what was counted before it: the
+        # rows of those days may not all have been published when it stopped.
+        stored = self.store.partition_days() if self._first_row_day is None else {}
+        first_rows = [d - TERMINAL_HORIZON_DAYS + FINAL_LAG for d in stored.values() if d >= 0]
+        pending: dict[int, list[LabelRecord]] = {}
         for rec in records:
-            by_partition.setdefault(rec.partition, []).append(rec)
-        for partition, recs in by_partition.items():
-            self._count(partition, recs, outcome)
+            pending.setdefault(rec.partition, []).append(rec)
+        for _attempt in range(MAX_ATTEMPTS):
+            applied = self.store.applied_offsets()
+            counted = {p: _count(p, recs, applied.get(p, -1)) for p, recs in pending.items()}
+            refused = self.store.apply([c.update for c in counted.values() if c.update])
+            for partition, c in counted.items():
+                if partition not in refused:
+                    if c.earliest_day is not None:
+                        first_rows.append(c.earliest_day + FINAL_LAG)
+                    outcome.counted += c.counted
+                    outcome.skipped += c.skipped
+                    outcome.dead_letters.extend(c.dead_letters)
+            if not refused:
+                break
+            # Another processor applied offsets of these partitions since we read them (a
+            # rebalance moved them): count them again against the offsets it left.
+            log.info("partitions %s moved on while counting; recounting", sorted(refused))
+            pending = {p: pending[p] for p in refused}
+        else:
+            raise RetryableError(f"partitions {sorted(pending)} kept moving on while counting")
+        if first_rows and self._first_row_day is None:
+            self._first_row_day = min(first_rows)
         self.publish_ready(outcome)
         return outcome
 
-    def _count(self, partition: int, recs: list[LabelRecord], outcome: BatchOutcome) -> None:
-        done = self.store.applied_offset(partition)
-        increments: dict[tuple[int, str], tuple[int, int]] = {}
-        latest_day = -1
-        last_offset = done
-        for rec in recs:
-            if rec.offset <= done:
-                outcome.skipped += 1
-                continue
-            last_offset = max(last_offset, rec.offset)
-            try:
-                label = decode_label(rec.value)
-            except DeadLetterError as exc:
-                outcome.dead_letters.append((rec, exc.reason))
-                continue
-            day = int(label.tx_datetime.timestamp()) // SECONDS_PER_DAY
-            n, f = increments.get((day, label.terminal_id), (0, 0))
-            increments[(day, label.terminal_id)] = (n + 1, f + label.tx_fraud)
-            latest_day = max(latest_day, day)
-            outcome.counted += 1
-        if last_offset > done:
-            previous = self.store.partition_days().get(partition, -1)
-            self.store.apply(partition, last_offset, increments, max(previous, latest_day))
-
     def publish_ready(self, outcome: BatchOutcome | None = None) -> list[int]:
         """Publish rows for every day made final since the last call; returns those days."""
-        complete = self.complete_through()
+        days_by_partition = self.store.partition_days()
+        complete = self.complete_through(days_by_partition)
         if complete is None:
             return []
         last_final = complete + FINAL_LAG
-        if self.published_through is not None and last_final <= self.published_through:
-            return []
-        first = (
-            self.published_through + 1
-            if self.published_through is not None
-            else self._first_day() + FINAL_LAG
-        )
+        if self.published_through is not None:
+            first = self.published_through + 1
+        elif self._first_row_day is not None:
+            first = self._first_row_day
+        else:  # nothing counted by this process yet: a horizon before the stored progress
+            first = min(d for d in days_by_partition.values() if d >= 0)
+            first += FINAL_LAG - TERMINAL_HORIZON_DAYS
         days = list(range(first, last_final + 1))
-        if not days:
-            return []
-        needed = range(days[0] - TERMINAL_HORIZON_DAYS, days[-1] - LABEL_DELAY_DAYS)
-        counts = self.store.counts(needed)
-        per_terminal: dict[str, dict[int, tuple[int, int]]] = {}
-        for day, terminals in counts.items():
-            for terminal, c in terminals.items():
-                per_terminal.setdefault(terminal, {})[day] = c
-        rows: dict[tuple[str, int], TerminalRow] = {}
-        for d in days:
-            window = range(d - TERMINAL_HORIZON_DAYS, d - LABEL_DELAY_DAYS)
-            for terminal, daily in per_terminal.items():
-                if any(x in daily for x in window):
-                    rows[(terminal, d)] = terminal_features(daily, d)
-        for sink in self.sinks:
-            sink.publish(rows, complete)
-        self.published_through = last_final
+        for lo in range(0, len(days), PUBLISH_CHUNK_DAYS):
+            self._publish(
+                days[lo : lo + PUBLISH_CHUNK_DAYS], last=lo + PUBLISH_CHUNK_DAYS >= len(days)
+            )
         if outcome is not None:
             outcome.published_days.extend(days)
-        log.info("published %d terminal rows for days %d..%d", len(rows), days[0], days[-1])
         return days
 
-    def _first_day(self) -> int:
-        days = self.store.partition_days()
-        # Rows before the first labelled day are all zeros: the reader knows that from the
-        # watermark, so start one horizon before the earliest partition day we know of.
-        return min(days.values()) - TERMINAL_HORIZON_DAYS if days else 0
+    def _publish(self, days: Sequence[int], last: bool) -> None:
+        # Every day these rows read is <= the complete day, so its counts are final: read
+        # each from the store once, keep it while a later row still needs it.
+        needed = range(days[0] - TERMINAL_HORIZON_DAYS, days[-1] - LABEL_DELAY_DAYS)
+        missing = self._final.missing(needed)
+        if missing:
+            self._final.add(missing, self.store.counts(missing))
+        rows = self._final.rows(days)
+        # A chunk without rows (days before the first label) needs no call of its own: the
+        # last chunk's watermark covers it.
+        if rows or last:
+            for sink in self.sinks:
+                sink.publish(rows, days[-1] - FINAL_LAG)
+        self.published_through = days[-1]
+        self._final.forget_before(days[-1] + 1 - TERMINAL_HORIZON_DAYS)
+        log.info("published %d terminal rows for days %d..%d", len(rows), days[0], days[-1])

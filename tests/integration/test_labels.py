@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from .processes import settings_env
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def make_labels(days: int, terminals: int = 40) -> list[dict]:
+def make_labels(days: int, terminals: int = 40) -> list[dict[str, Any]]:
     out = []
     i = 0
     for d in range(days):
@@ -43,7 +44,7 @@ def make_labels(days: int, terminals: int = 40) -> list[dict]:
     return out
 
 
-def expected_rows(labels: list[dict]) -> dict[tuple[str, int], tuple[float, ...]]:
+def expected_rows(labels: list[dict[str, Any]]) -> dict[tuple[str, int], tuple[float, ...]]:
     daily: dict[str, dict[int, tuple[int, int]]] = {}
     for lab in labels:
         day = int(datetime.fromisoformat(lab["tx_datetime"]).timestamp()) // SECONDS_PER_DAY

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +10,12 @@ import orjson
 
 from stream_infer.features.definitions import SECONDS_PER_DAY, terminal_features
 from stream_infer.features.online import TerminalRow
-from stream_infer.labels.aggregator import FINAL_LAG, LabelAggregator, LabelRecord
+from stream_infer.labels.aggregator import (
+    FINAL_LAG,
+    LabelAggregator,
+    LabelRecord,
+    PartitionUpdate,
+)
 from stream_infer.labels.stores import SqliteLabelCounts
 
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -70,3 +75,79 @@ def test_bad_labels_are_dead_letters_and_still_advance(tmp_path: Path) -> None:
     assert len(out.dead_letters) == 1
     assert out.dead_letters[0][1].startswith("not valid JSON")
     assert counts.applied_offset(0) == 1
+
+
+class Interleaved:
+    """The shared store, with another processor's batch slipped in before our first apply."""
+
+    def __init__(self, store: SqliteLabelCounts, meanwhile: Callable[[], object]) -> None:
+        self.store = store
+        self.meanwhile: Callable[[], object] | None = meanwhile
+
+    def applied_offsets(self) -> dict[int, int]:
+        return self.store.applied_offsets()
+
+    def apply(self, updates: Sequence[PartitionUpdate]) -> set[int]:
+        if self.meanwhile is not None:
+            run, self.meanwhile = self.meanwhile, None
+            run()
+        return self.store.apply(updates)
+
+    def partition_days(self) -> dict[int, int]:
+        return self.store.partition_days()
+
+    def counts(self, days: Iterable[int]) -> dict[int, dict[str, tuple[int, int]]]:
+        return self.store.counts(days)
+
+
+def test_a_partition_moved_on_meanwhile_is_recounted_not_double_counted(tmp_path: Path) -> None:
+    batch = [LabelRecord(0, i, label(i, 0, "A", i % 2)) for i in range(8)]
+    other = LabelAggregator(SqliteLabelCounts(tmp_path / "l.db"), [Sink()], partitions=1)
+    # The other processor (the partition's new owner) applies offsets 0..3 while we count 0..7.
+    shared = Interleaved(SqliteLabelCounts(tmp_path / "l.db"), lambda: other.process(batch[:4]))
+    ours = LabelAggregator(shared, [Sink()], partitions=1)
+    out = ours.process(batch)
+    assert (out.counted, out.skipped) == (4, 4)  # recounted against offset 3
+    assert shared.counts([D0]) == {D0: {"A": (8, 4)}}
+    assert shared.store.applied_offset(0) == 7
+
+
+def test_a_stale_update_is_refused_by_the_store(tmp_path: Path) -> None:
+    store = SqliteLabelCounts(tmp_path / "l.db")
+    first = PartitionUpdate(0, -1, 3, {(D0, "A"): (4, 1)}, D0)
+    assert store.apply([first]) == set()
+    stale = PartitionUpdate(0, -1, 5, {(D0, "A"): (6, 1)}, D0 + 1)
+    fresh = PartitionUpdate(1, -1, 0, {(D0, "B"): (1, 0)}, D0)
+    assert store.apply([stale, fresh]) == {0}  # partition 1's update still applies
+    assert store.counts([D0]) == {D0: {"A": (4, 1), "B": (1, 0)}}
+    assert store.partition_days() == {0: D0, 1: D0}
+    assert store.applied_offsets() == {0: 3, 1: 0}
+
+
+def test_a_partition_with_only_dead_letters_holds_the_watermark(tmp_path: Path) -> None:
+    agg = LabelAggregator(SqliteLabelCounts(tmp_path / "l.db"), [Sink()], partitions=2)
+    agg.process([LabelRecord(0, 0, label(0, 1, "A", 0)), LabelRecord(1, 0, b"{broken")])
+    assert agg.complete_through() is None
+    agg.process([LabelRecord(1, 1, label(1, 2, "B", 0))])
+    assert agg.complete_through() == D0
+
+
+def test_catching_up_publishes_every_day_in_chunks(tmp_path: Path) -> None:
+    sink = Sink()
+    agg = LabelAggregator(SqliteLabelCounts(tmp_path / "l.db"), [sink], partitions=1)
+    records = [LabelRecord(0, d, label(d, d, f"T{d % 3}", int(d % 4 == 0))) for d in range(40)]
+    agg.process(records)
+    complete = D0 + 38
+    assert sink.complete == sorted(sink.complete) and sink.complete[-1] == complete
+    assert len(sink.complete) > 1  # more than one chunk of days carried rows
+    daily: dict[str, dict[int, tuple[int, int]]] = {}
+    for d in range(39):  # day 39 is not complete yet
+        n, f = daily.setdefault(f"T{d % 3}", {}).get(D0 + d, (0, 0))
+        daily[f"T{d % 3}"][D0 + d] = (n + 1, f + int(d % 4 == 0))
+    want = {
+        (t, day): terminal_features(per, day)
+        for t, per in daily.items()
+        for day in range(D0, complete + FINAL_LAG + 1)
+        if any(x in per for x in range(day - 37, day - 7))
+    }
+    assert sink.rows == want
