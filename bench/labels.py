@@ -55,13 +55,15 @@ class Config:
     batch_size: int = 2000
     within_s: float = 0.2
     transport: Literal["kafka", "confluent"] = "kafka"
+    lean_handoff: bool = True
     uvloop: bool = True
     reps: int | None = None  # None: the run's default
     timeout_s: float = 300.0
 
 
 FULL: tuple[Config, ...] = (
-    Config("faust (product defaults: batch 2000, uvloop, SQLite)"),
+    Config("faust (product defaults: lean hand-off, batch 2000, uvloop, SQLite)"),
+    Config("faust, faust's own hand-off (2 tasks per message)", lean_handoff=False),
     Config("faust, batch 500 / within 0.05 s", batch_size=500, within_s=0.05),
     Config("faust, batch 10000 / within 0.5 s", batch_size=10000, within_s=0.5),
     Config("faust, asyncio event loop", uvloop=False),
@@ -75,9 +77,10 @@ FULL: tuple[Config, ...] = (
 )
 QUICK: tuple[Config, ...] = (
     FULL[0],
-    FULL[5],
-    FULL[8],
-    FULL[10],
+    FULL[1],
+    FULL[6],
+    FULL[9],
+    FULL[11],
 )
 
 
@@ -306,17 +309,22 @@ def _redis_up() -> bool:
         return False
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
+def run(
+    quick: bool, labels: int | None = None, reps: int | None = None, only: str | None = None
+) -> list[dict[str, Any]]:
     """Every configuration on one broker and one pre-loaded topic; one dict per configuration
     (``labels_per_s`` is the median of its runs; ``runs`` holds each run)."""
     from stream_infer.kafka.broker import EmbeddedBroker
 
     configs = QUICK if quick else FULL
-    reps = 1 if quick else 3
+    if only:
+        configs = tuple(c for c in configs if any(o in c.name for o in only.split("|")))
+    reps = reps or (1 if quick else 3)
+    labels = labels or (30_000 if quick else 200_000)
     redis_up = _redis_up()
     out: list[dict[str, Any]] = []
     with EmbeddedBroker("tansu") as broker, tempfile.TemporaryDirectory() as tmp:
-        data = prepare(broker.bootstrap, 30_000 if quick else 200_000)
+        data = prepare(broker.bootstrap, labels)
         for cfg in configs:
             row: dict[str, Any] = {**asdict(cfg), "labels": data.labels}
             if cfg.store == "redis" and not redis_up:
@@ -361,11 +369,18 @@ def _child(args: dict[str, Any]) -> None:
         args["bootstrap"], args["topic"], Path(args["state"]), args["group"], prefix
     )
     if cfg.processor == "faust":
-        from stream_infer.labels.app import LabelAppOptions
         from stream_infer.labels.app import run as run_faust
 
-        opts = LabelAppOptions(cfg.batch_size, cfg.within_s, cfg.transport, cfg.uvloop)
-        run_faust(settings, opts)
+        labels = settings.labels.model_copy(
+            update={
+                "batch_size": cfg.batch_size,
+                "within_s": cfg.within_s,
+                "transport": cfg.transport,
+                "uvloop": cfg.uvloop,
+                "lean_handoff": cfg.lean_handoff,
+            }
+        )
+        run_faust(settings.model_copy(update={"labels": labels}))
     elif cfg.processor == "confluent":
         _confluent_loop(settings, cfg)
     else:
@@ -434,17 +449,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``python -m bench.labels [--quick]``: run, print the table, write bench/results/."""
     parser = argparse.ArgumentParser(prog="python -m bench.labels")
     parser.add_argument("--quick", action="store_true", help="30k labels, 4 configurations, once")
+    parser.add_argument("--labels", type=int, default=None, help="labels to preload")
+    parser.add_argument("--reps", type=int, default=None, help="runs per configuration")
+    parser.add_argument("--only", default=None, help="configurations whose name has one of a|b")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     if ns.child is not None:
         _child(orjson.loads(ns.child))
         return
     began = time.time()
-    rows = run(ns.quick)
+    rows = run(ns.quick, ns.labels, ns.reps, ns.only)
     load = os.getloadavg()
     header = (
         f"{rows[0]['labels']:,} labels, {PARTITIONS} partitions, Tansu, medians of "
-        f"{1 if ns.quick else 3} (this machine: {os.cpu_count()} cores, load average "
+        f"{ns.reps or (1 if ns.quick else 3)} (this machine: {os.cpu_count()} cores, load average "
         f"{load[0]:.1f} at the end, {time.time() - began:.0f} s)"
     )
     table = header + "\n\n" + markdown(rows)

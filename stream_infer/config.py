@@ -142,6 +142,27 @@ class FeatureSettings(_Frozen):
     feast_push_interval_s: float = Field(default=1.0, gt=0)
 
 
+class LabelSettings(_Frozen):
+    """The label processor (faust). Its throughput is bound by faust's per-event cost, not by
+    these (DESIGN.md); run more processes in one group to go faster."""
+
+    batch_size: int = Field(
+        default=2000, ge=1, description="take_events batch: bounds a batch's memory and latency"
+    )
+    within_s: float = Field(default=0.2, gt=0, description="take_events wait for a batch")
+    transport: Literal["kafka", "confluent"] = Field(
+        default="kafka",
+        description="faust's broker driver; its confluent:// driver gets no assignment in "
+        "faust-streaming 0.15 (bench/labels.py shows it), so keep kafka://",
+    )
+    lean_handoff: bool = Field(
+        default=True,
+        description="kafka:// only: hand fetched messages to the agent without faust's two "
+        "asyncio tasks per message (stream_infer.labels.transport); about 2x the labels/s",
+    )
+    uvloop: bool = Field(default=True, description="run faust's event loop on uvloop if installed")
+
+
 class Settings(BaseSettings):
     """Root of the tree. Build it once with :func:`load_settings`."""
 
@@ -161,6 +182,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     serve: ServeSettings = ServeSettings()
     features: FeatureSettings = FeatureSettings()
+    labels: LabelSettings = LabelSettings()
     kafka_bootstrap: str | None = Field(
         default=None,
         validation_alias="KAFKA_BOOTSTRAP",

@@ -18,6 +18,7 @@ import orjson
 from stream_infer.config import Settings
 from stream_infer.errors import ModelNotFoundError
 from stream_infer.kafka.broker import free_port
+from stream_infer.labels.app import labels_counted
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.process import ChildProcess
 from stream_infer.runtime import apply_topics, kafka_cluster
@@ -25,6 +26,10 @@ from stream_infer.runtime import apply_topics, kafka_cluster
 #: The demo's dataset: 45 simulated days, so customer windows are warm after the first 30.
 DEMO_SIMULATION = {"n_customers": 2000, "n_terminals": 4000, "nb_days": 45, "seed": 1}
 DEFAULT_EVENTS = 50_000
+#: How long a worker batch waits for its terminal rows before flagging its scores. A compressed
+#: replay makes day D's rows final only once the replay is a little way into day D (labels of
+#: day D - 7 arrive then), so the worker waits for the label processor rather than flag.
+DEMO_TERMINAL_WAIT_MS = 10_000.0
 MALFORMED = (b"{not json", b"", b'{"transaction_id": "x", "tx_amount": -3}')
 
 
@@ -77,8 +82,15 @@ def _demo_settings(settings: Settings, run_dir: Path) -> Settings:
     return settings.model_copy(
         update={
             "worker": settings.worker.model_copy(update={"group_id": f"demo-{suffix}"}),
-            "features": settings.features.model_copy(update={"state_dir": run_dir / "state"}),
             "metrics": settings.metrics.model_copy(update={"enabled": True, "port": free_port()}),
+            "features": settings.features.model_copy(
+                update={
+                    "state_dir": run_dir / "state",
+                    "terminal_wait_ms": max(
+                        settings.features.terminal_wait_ms, DEMO_TERMINAL_WAIT_MS
+                    ),
+                }
+            ),
         }
     )
 
@@ -98,7 +110,9 @@ def _worker_counters(settings: Settings) -> dict[str, float]:
     return out
 
 
-def summarize(invalid: int, dead_lettered: int, measurement: Any, replay: Any) -> dict[str, Any]:
+def summarize(
+    invalid: int, dead_lettered: int, measurement: Any, replay: Any, labels_counted: int
+) -> dict[str, Any]:
     """The demo's figures, JSON-ready."""
     accounting = measurement.accounting
     scored = accounting.scored if accounting is not None else 0
@@ -120,6 +134,8 @@ def summarize(invalid: int, dead_lettered: int, measurement: Any, replay: Any) -
         if replay.target_rate is None
         else f"{replay.target_rate}/s",
         "latency_ms": {k: latency[k] for k in ("p50", "p99", "p99.9", "max")},
+        "labels_sent": replay.labels_sent,
+        "labels_counted": labels_counted,
     }
 
 
@@ -154,6 +170,7 @@ def run_demo(
         worker = ChildProcess(s, run_dir / "worker.log", "worker")
         try:
             worker.wait_for("assigned [", timeout_s=120)
+            labels.wait_for("labels partitions assigned: [", timeout_s=120)
             console.print("worker and label processor running; replaying")
             _send_malformed(s, invalid)
             result = replay_and_measure(
@@ -165,10 +182,11 @@ def run_demo(
             )
             dead = _count_dead_letters(s, invalid)
             flags = _worker_counters(s)
+            counted = labels_counted(s)
         finally:
             worker.terminate(timeout_s=120)
             labels.terminate(timeout_s=60)
-    summary = summarize(invalid, dead, result.measurement, result.replay)
+    summary = summarize(invalid, dead, result.measurement, result.replay, counted)
     # Scores whose terminal row was not final yet (label processor behind): values are zeros
     # and the score says so; never a silently stale row.
     summary["flagged"] = {k: int(v) for k, v in flags.items()}

@@ -12,46 +12,44 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import orjson
+from pydantic import BaseModel, SecretStr
 
 from stream_infer.config import Settings
 
 
+def _env_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple, dict)):
+        return orjson.dumps(value).decode()  # pydantic-settings parses complex values as JSON
+    return str(value)
+
+
 def child_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default: this process's environment) with ``settings`` as STREAM_INFER_*."""
+    """``base`` (default: this process's environment) with every field of ``settings`` as
+    ``STREAM_INFER_<SECTION>__<FIELD>`` (secrets included: the child needs them)."""
     env = {
         k: v
         for k, v in (os.environ if base is None else base).items()
         if not k.startswith("STREAM_INFER_") and k != "KAFKA_BOOTSTRAP"
     }
-    t, f = settings.topics, settings.features
-    values = {
-        "KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers or "",
-        "KAFKA__SESSION_TIMEOUT_MS": str(settings.kafka.session_timeout_ms),
-        "TOPICS__TRANSACTIONS": t.transactions,
-        "TOPICS__LABELS": t.labels,
-        "TOPICS__SCORES": t.scores,
-        "TOPICS__SCORES_SHADOW": t.scores_shadow,
-        "TOPICS__DEAD_LETTER": t.dead_letter,
-        "TOPICS__SPECS_DIR": str(t.specs_dir),
-        "WORKER__GROUP_ID": settings.worker.group_id,
-        "WORKER__EMIT_FEATURES": str(settings.worker.emit_features).lower(),
-        "BATCH__MAX_BATCH_SIZE": str(settings.batch.max_batch_size),
-        "BATCH__MAX_WAIT_MS": str(settings.batch.max_wait_ms),
-        "MODEL__REGISTRY_DIR": str(settings.model.registry_dir),
-        "MODEL__NAME": settings.model.name,
-        "MODEL__DEVICE": settings.model.device,
-        "METRICS__ENABLED": str(settings.metrics.enabled).lower(),
-        "METRICS__PORT": str(settings.metrics.port),
-        "FEATURES__STATE_DIR": str(f.state_dir),
-        "FEATURES__REPO_DIR": str(f.repo_dir),
-        "FEATURES__FEAST_ONLINE": str(f.feast_online).lower(),
-        "FEATURES__TERMINAL_WAIT_MS": str(f.terminal_wait_ms),
-    }
-    if settings.redis.url is not None:
-        values["REDIS__URL"] = settings.redis.url.get_secret_value()
-        values["REDIS__KEY_PREFIX"] = settings.redis.key_prefix
-    env.update({f"STREAM_INFER_{k}": v for k, v in values.items()})
+    for section_name in type(settings).model_fields:
+        section = getattr(settings, section_name)
+        if not isinstance(section, BaseModel):
+            continue  # kafka_bootstrap: already resolved into kafka.bootstrap_servers
+        for name in type(section).model_fields:
+            value = _env_value(getattr(section, name))
+            if value is not None:
+                env[f"STREAM_INFER_{section_name.upper()}__{name.upper()}"] = value
+    if settings.kafka.bootstrap_servers is None and settings.kafka_bootstrap is not None:
+        env["STREAM_INFER_KAFKA__BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap
     return env
 
 

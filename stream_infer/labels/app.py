@@ -15,53 +15,47 @@ import asyncio
 import importlib.util
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from stream_infer.config import Settings
 from stream_infer.events import DeadLetter, encode
-from stream_infer.labels.aggregator import BatchOutcome, LabelAggregator, LabelRecord, RowSink
+from stream_infer.labels.aggregator import (
+    BatchOutcome,
+    LabelAggregator,
+    LabelCountStore,
+    LabelRecord,
+    RowSink,
+)
 from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
 from stream_infer.state.factory import open_state
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LabelAppOptions:
-    """How the faust app consumes.
+def open_counts(settings: Settings) -> LabelCountStore:
+    """The label count store on the configured backend (Redis, else the embedded SQLite file)."""
+    if settings.redis.url is not None:
+        from stream_infer.state.redis_store import connect
 
-    - ``batch_size`` / ``within_s``: ``take_events`` bounds; throughput barely depends on them
-      past a few hundred events (faust's per-event cost dominates), they bound the latency
-      and the memory of one batch;
-    - ``transport``: faust's broker driver. ``confluent`` is faust's experimental driver; in
-      faust-streaming 0.15.3 it never receives an assignment (it starts fetching only once
-      assigned, and librdkafka assigns only from inside a fetch), so keep ``kafka``;
-    - ``uvloop``: run the event loop on uvloop when it is installed (it is, with
-      ``uvicorn[standard]``, on Linux): about 10-20% more events/s in faust.
-    """
+        return RedisLabelCounts(
+            connect(settings.redis.url.get_secret_value()), settings.redis.key_prefix
+        )
+    return SqliteLabelCounts(settings.features.state_dir / "labels.db")
 
-    batch_size: int = 2000
-    within_s: float = 0.2
-    transport: Literal["kafka", "confluent"] = "kafka"
-    uvloop: bool = True
+
+def labels_counted(settings: Settings) -> int:
+    """How many labels the processors have counted so far (from their applied offsets; dead
+    letters included, as they are consumed too)."""
+    return sum(offset + 1 for offset in open_counts(settings).applied_offsets().values())
 
 
 def build_aggregator(
     settings: Settings, partitions: int, extra_sinks: Sequence[RowSink] = ()
 ) -> LabelAggregator:
-    """Counts and rows on the configured backend (Redis, else the embedded SQLite file)."""
+    """Counts and rows on the configured backend (see :func:`open_counts`)."""
     stores = open_state(settings)
-    if settings.redis.url is not None:
-        from stream_infer.state.redis_store import connect
-
-        counts: Any = RedisLabelCounts(
-            connect(settings.redis.url.get_secret_value()), settings.redis.key_prefix
-        )
-    else:
-        counts = SqliteLabelCounts(settings.features.state_dir / "labels.db")
-    return LabelAggregator(counts, [stores.terminals, *extra_sinks], partitions)
+    return LabelAggregator(open_counts(settings), [stores.terminals, *extra_sinks], partitions)
 
 
 def topic_partitions(settings: Settings) -> int:
@@ -73,14 +67,12 @@ def topic_partitions(settings: Settings) -> int:
     return len(meta.partitions)
 
 
-def create_app(
-    settings: Settings, aggregator: LabelAggregator, options: LabelAppOptions | None = None
-) -> tuple[Any, dict[str, int]]:
+def create_app(settings: Settings, aggregator: LabelAggregator) -> tuple[Any, dict[str, int]]:
     """The faust App with one agent over the labels topic, and its running totals
     (``counted``, ``dead_lettered``)."""
     import faust
 
-    opts = options or LabelAppOptions()
+    opts = settings.labels
     datadir = settings.features.state_dir / "faust"
     datadir.mkdir(parents=True, exist_ok=True)  # faust refuses a missing data directory
     app = faust.App(
@@ -95,6 +87,10 @@ def create_app(
         broker_heartbeat_interval=max(0.1, settings.kafka.session_timeout_ms / 3000),
         producer_acks=-1,
     )
+    if opts.transport == "kafka" and opts.lean_handoff:
+        from stream_infer.labels.transport import use_lean_handoff
+
+        use_lean_handoff(app)  # before app.topic(): that already reaches for the transport
     topic = app.topic(settings.topics.labels, value_serializer="raw", key_serializer="raw")
     dlq = app.topic(settings.topics.dead_letter, value_serializer="raw", key_serializer="raw")
     stats = {"counted": 0, "dead_lettered": 0}
@@ -134,10 +130,9 @@ def create_app(
     return app, stats
 
 
-def run(settings: Settings, options: LabelAppOptions | None = None) -> None:
+def run(settings: Settings) -> None:
     """Run the label processor until interrupted."""
-    opts = options or LabelAppOptions()
-    if opts.uvloop and importlib.util.find_spec("uvloop") is not None:
+    if settings.labels.uvloop and importlib.util.find_spec("uvloop") is not None:
         import mode.loop
 
         mode.loop.use("uvloop")  # before faust creates its event loop
@@ -149,7 +144,7 @@ def run(settings: Settings, options: LabelAppOptions | None = None) -> None:
         redis = settings.redis.url.get_secret_value() if settings.redis.url else None
         sinks.append(FeastTerminalSink(settings.features.repo_dir, redis))
     aggregator = build_aggregator(settings, partitions, sinks)
-    app, _stats = create_app(settings, aggregator, opts)
+    app, _stats = create_app(settings, aggregator)
     from faust import Worker
 
     # faust's own worker: signal handling, graceful stop, offset commits.

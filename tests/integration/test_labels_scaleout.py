@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+import signal
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from stream_infer.config import Settings
-from stream_infer.features.definitions import SECONDS_PER_DAY
+from stream_infer.features.definitions import SECONDS_PER_DAY, terminal_features
 from stream_infer.labels.aggregator import FINAL_LAG
 from stream_infer.process import ChildProcess
 from stream_infer.state.factory import open_state
@@ -120,3 +122,52 @@ def test_two_processors_in_one_group_publish_what_one_publishes(
     assert rows_one.complete_through() == rows_two.complete_through() == complete
     want = expected_rows(labels)  # the last final day, from definitions.terminal_features
     assert {key: got_one.get(key) for key in want} == want
+
+
+def all_rows(labels: list[dict[str, object]], days: range) -> dict[tuple[str, int], tuple]:
+    """Every terminal's row for each of ``days`` that has a label in its window."""
+    daily: dict[str, dict[int, tuple[int, int]]] = {}
+    for lab in labels:
+        day = int(datetime.fromisoformat(str(lab["tx_datetime"])).timestamp()) // SECONDS_PER_DAY
+        n, f = daily.setdefault(str(lab["terminal_id"]), {}).get(day, (0, 0))
+        daily[str(lab["terminal_id"])][day] = (n + 1, f + int(str(lab["tx_fraud"])))
+    return {
+        (t, d): terminal_features(per, d)
+        for t, per in daily.items()
+        for d in days
+        if any(d - 37 <= x < d - 7 for x in per)
+    }
+
+
+def test_a_processor_killed_mid_stream_leaves_no_count_wrong(
+    base_settings: Settings, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = make_test_settings(base_settings, kafka_bootstrap, tmp_path, partitions=PARTITIONS)
+    setup_topics(settings)
+    labels = make_labels(days=DAYS, terminals=60)
+    half = len(labels) // 2
+    first_day = int(START.timestamp()) // SECONDS_PER_DAY
+    complete = first_day + DAYS - 2
+
+    pair = start(settings, 2, tmp_path)
+    try:
+        wait_split(pair)
+        produce(settings, settings.topics.labels, labels[:half], key_field="terminal_id")
+        wait_complete(settings, pair, first_day + DAYS // 2 - 3)
+        # No graceful stop: whatever it counted but had not committed is delivered again to
+        # the survivor, which must skip it.
+        pair[0].proc.send_signal(signal.SIGKILL)
+        pair[0].proc.wait(30)
+        produce(settings, settings.topics.labels, labels[half:], key_field="terminal_id")
+        wait_complete(settings, pair[1:], complete)
+    finally:
+        stop(pair)
+
+    days = range(first_day, complete + FINAL_LAG + 1)
+    want = all_rows(labels, days)
+    terminals = sorted({str(lab["terminal_id"]) for lab in labels})
+    got = open_state(settings).terminals.rows([(t, d) for t in terminals for d in days])
+    assert want  # the scenario publishes rows at all
+    wrong = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+    assert not wrong, f"{len(wrong)} of {len(want)} rows wrong, e.g. {list(wrong.items())[:3]}"
+    assert set(got) == set(want)
