@@ -53,15 +53,3 @@ def test_terminal_rows_and_watermark(stores: tuple[Any, Any, Any]) -> None:
     terminals.publish({}, complete_through=90)  # a late processor never moves it back
     assert terminals.complete_through() == 92
     assert terminals.rows([("T1", 100), ("T2", 100)]) == {("T1", 100): row}
-
-
-def test_label_counts_apply_once_per_offset(stores: tuple[Any, Any, Any]) -> None:
-    _, _, counts = stores
-    assert counts.applied_offset(0) == -1
-    counts.apply(0, 9, {(100, "T1"): (2, 1), (101, "T2"): (1, 0)}, 101)
-    counts.apply(0, 9, {(100, "T1"): (2, 1)}, 101)  # the same batch again: ignored
-    counts.apply(0, 12, {(100, "T1"): (1, 0)}, 102)
-    counts.apply(1, 3, {(100, "T1"): (1, 1)}, 100)
-    assert counts.applied_offset(0) == 12
-    assert counts.partition_days() == {0: 102, 1: 100}
-    assert counts.counts(range(99, 103)) == {100: {"T1": (4, 2)}, 101: {"T2": (1, 0)}}
