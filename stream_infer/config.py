@@ -158,7 +158,7 @@ class LabelSettings(_Frozen):
     lean_handoff: bool = Field(
         default=True,
         description="kafka:// only: hand fetched messages to the agent without faust's two "
-        "asyncio tasks per message (stream_infer.labels.transport); about 2x the labels/s",
+        "asyncio tasks per message (stream_infer.labels.transport): 1.5x the labels/s measured",
     )
     uvloop: bool = Field(default=True, description="run faust's event loop on uvloop if installed")
 

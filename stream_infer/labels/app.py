@@ -5,7 +5,8 @@ faust's per-event cost is asyncio bookkeeping (DESIGN.md), so:
   the aggregator, which counts and publishes synchronously in a worker thread (off the event
   loop, so faust's heartbeats and fetches keep going);
 - the consumer hands fetched messages to the agent without faust's two asyncio tasks per
-  message (:mod:`stream_infer.labels.transport`), which about doubles the labels/s;
+  message (:mod:`stream_infer.labels.transport`): 1.5x the labels/s of faust's own hand-off
+  in ``bench/labels.py`` (2.2x for an agent that does nothing);
 - to go further, run more processes in one group: they split the partitions and share the
   count store, which applies each batch by compare-and-set on the partition's offset.
 
