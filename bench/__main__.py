@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 from typing import Any
 
-import orjson
-
 from bench.harness import run_all
+from bench.results_io import write_results
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -58,11 +55,7 @@ def main() -> None:
     result = run_all(ns.quick, ns.events, ns.reps)
     table = markdown(result)
     print(table)
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (out / f"{stamp}.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    (out / f"{stamp}.md").write_text(table + "\n")
+    write_results("", result, table)
 
 
 if __name__ == "__main__":

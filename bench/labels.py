@@ -36,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
+from bench.results_io import write_results
 from stream_infer.config import Settings, load_settings
 from stream_infer.features.definitions import SECONDS_PER_DAY, terminal_features
 from stream_infer.labels.aggregator import FINAL_LAG
@@ -467,11 +468,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     table = header + "\n\n" + markdown(rows)
     print("\n" + table)
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (out / f"labels-{stamp}.json").write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
-    (out / f"labels-{stamp}.md").write_text(table + "\n")
+    write_results("labels-", rows, table)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from bench.results_io import write_results
 from stream_infer.config import load_settings
 from stream_infer.kafka.broker import free_port
 from stream_infer.process import child_env
@@ -175,11 +176,7 @@ def main() -> None:
     rows = run(quick="--quick" in sys.argv)
     table = markdown(rows)
     print(table)
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    (out / f"sidecar-{stamp}.json").write_text(json.dumps(rows, indent=2))
-    (out / f"sidecar-{stamp}.md").write_text(table + "\n")
+    write_results("sidecar-", rows, table)
 
 
 if __name__ == "__main__":
