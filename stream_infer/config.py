@@ -32,6 +32,11 @@ class KafkaSettings(_Frozen):
     sasl_password: SecretStr | None = None
     session_timeout_ms: int = Field(default=6000, ge=1000)
     client_id: str = "stream-infer"
+    message_max_bytes: int = Field(
+        default=1_048_576,
+        ge=65_536,
+        description="largest record we produce or accept; equals max.message.bytes in topics/",
+    )
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka settings shared by every client (producer, consumer, admin)."""
@@ -85,6 +90,33 @@ class WorkerSettings(_Frozen):
     )
     emit_features: bool = False
     drain_timeout_s: float = Field(default=30.0, gt=0)
+    processing_guarantee: Literal["at-least-once", "exactly-once"] = Field(
+        default="at-least-once",
+        description="exactly-once: scores, dead letters and offsets in one Kafka transaction",
+    )
+    transactional_id: str | None = Field(
+        default=None,
+        description="exactly-once: this instance's transactional.id (stable across restarts "
+        "so a restarted instance fences its zombie); None = <group_id>-<hostname>",
+    )
+    transaction_interval_ms: float = Field(
+        default=100.0, gt=0, description="exactly-once: how long one transaction spans batches"
+    )
+    store_retry_initial_s: float = Field(
+        default=0.05, gt=0, description="first backoff after a store failure"
+    )
+    store_retry_max_s: float = Field(
+        default=2.0, gt=0, description="longest backoff between store retries (no give-up)"
+    )
+    dead_letter_max_bytes: int = Field(
+        default=262_144,
+        ge=4096,
+        description="a dead letter larger than this keeps only a prefix of the original "
+        "(plus its size and sha256); must stay below kafka.message_max_bytes",
+    )
+    dead_letter_prefix_bytes: int = Field(
+        default=65_536, ge=0, description="how much of an oversized original a dead letter keeps"
+    )
     statistics_interval_ms: int = Field(default=1000, ge=0)
     queued_max_messages_kbytes: int = Field(default=16384, ge=1024)
 
@@ -114,6 +146,10 @@ class RedisSettings(_Frozen):
 
     url: SecretStr | None = None
     key_prefix: str = Field(default="si", description="namespace for every key we write")
+    socket_timeout_s: float = Field(
+        default=1.0, gt=0, description="one call's bound: an unanswering Redis fails fast"
+    )
+    connect_timeout_s: float = Field(default=1.0, gt=0)
 
 
 class ServeSettings(_Frozen):
@@ -140,6 +176,13 @@ class FeatureSettings(_Frozen):
         default=False, description="also write the stream's customer rows to Feast online"
     )
     feast_push_interval_s: float = Field(default=1.0, gt=0)
+    customer_cache_size: int = Field(
+        default=200_000, ge=1024, description="customers kept in memory (LRU; a miss reloads)"
+    )
+    terminal_cache_size: int = Field(default=200_000, ge=1024, description="terminal rows (LRU)")
+    prune_margin_days: int = Field(
+        default=1, ge=0, description="history kept past the 30-day window, for late events"
+    )
 
 
 class LabelSettings(_Frozen):

@@ -24,6 +24,14 @@ class RetryableError(StreamInferError):
     """A transient failure: the same call may succeed if repeated."""
 
 
+class StoreUnavailableError(RetryableError):
+    """The feature or label store did not answer (connection refused, timeout, busy).
+
+    Store adapters raise this, and only this, for every I/O failure; callers pause, retry with
+    bounded backoff and resume by themselves when the store answers again.
+    """
+
+
 class FatalError(StreamInferError):
     """An error that must stop the process (data would be lost or corrupted otherwise)."""
 
@@ -42,6 +50,11 @@ class ModelNotFoundError(StreamInferError):
 
 class DeliveryError(FatalError):
     """Kafka refused or lost a produced record after the client's own retries."""
+
+
+class ModelError(FatalError):
+    """The model failed on a batch even after a retry: not the events' fault, so nothing is
+    dead-lettered; the process stops without storing the batch's offsets."""
 
 
 class StateWriteError(FatalError):

@@ -117,6 +117,32 @@ class WorkerMetrics:
             "stream_infer_paused", "1 while partitions are paused for backpressure", registry=r
         )
         self.model_info = Info("stream_infer_model", "The model being served", registry=r)
+        self.state_errors = Counter(
+            "stream_infer_state_errors",
+            "Feature-state store calls that failed (each is retried with backoff)",
+            ["op"],
+            registry=r,
+        )
+        self.store_down = Gauge(
+            "stream_infer_store_down",
+            "1 while the feature-state store is failing and partitions are paused",
+            registry=r,
+        )
+        self.ready = Gauge(
+            "stream_infer_ready", "1 when the worker is consuming and its store answers", registry=r
+        )
+        self.model_errors = Counter(
+            "stream_infer_model_errors",
+            "Model calls that raised (a batch is retried once, then the worker stops)",
+            ["version"],
+            registry=r,
+        )
+        self.produce_errors = Counter(
+            "stream_infer_produce_errors",
+            "Records Kafka refused permanently (dead-lettered instead)",
+            ["topic"],
+            registry=r,
+        )
 
     def set_model(self, name: str, version: int, provider: str) -> None:
         self.model_info.info({"name": name, "version": str(version), "provider": provider})
