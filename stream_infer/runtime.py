@@ -18,7 +18,8 @@ from stream_infer.config import Settings
 from stream_infer.features.definitions import FEATURE_NAMES
 from stream_infer.features.online import FeatureComputer, TerminalRows
 from stream_infer.kafka.broker import EmbeddedBroker
-from stream_infer.kafka.clients import consumer_config, producer_config
+from stream_infer.kafka.clients import consumer_config, producer_config, transactional_id
+from stream_infer.kafka.transactions import Transactions
 from stream_infer.metrics import WorkerMetrics, serve
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.model.session import LoadedModel, load_model
@@ -49,14 +50,19 @@ def build_features(settings: Settings, *, read_only: bool = False) -> FeatureCom
 
     ``read_only``: the sidecar's view: reload customers per call, never write.
     """
+    f = settings.features
     stores = open_state(settings)
-    terminals = CachedTerminalRows(stores.terminals, wait_ms=settings.features.terminal_wait_ms)
+    terminals = CachedTerminalRows(
+        stores.terminals, max_entries=f.terminal_cache_size, wait_ms=f.terminal_wait_ms
+    )
     return FeatureComputer(
         terminals,
         stores.customers,
         persist=not read_only,
         cache=not read_only,
         write_behind=not read_only,  # the worker saves state off the hot path, before acking
+        customer_cache_size=f.customer_cache_size,
+        prune_margin_days=f.prune_margin_days,
     )
 
 
@@ -71,6 +77,8 @@ def build_pipeline(
         features,
         threshold=settings.model.threshold,
         emit_features=settings.worker.emit_features,
+        dead_letter_max_bytes=settings.worker.dead_letter_max_bytes,
+        dead_letter_prefix_bytes=settings.worker.dead_letter_prefix_bytes,
     )
 
 
@@ -80,7 +88,7 @@ def build_worker(
     terminal_rows: TerminalRows | None = None,
 ) -> ScoringWorker:
     """A worker wired to real Kafka clients; metrics served if enabled."""
-    from confluent_kafka import Consumer, Producer
+    from confluent_kafka import Consumer, Producer, TopicPartition
 
     model = model or load_serving_model(settings)
     metrics = WorkerMetrics()
@@ -94,7 +102,19 @@ def build_worker(
             worker.on_stats(stats)
 
     consumer = Consumer(consumer_config(settings, on_stats), logger=logging.getLogger("rdkafka"))
-    producer = Producer(producer_config(settings))
+    txn_id = transactional_id(settings) if eos(settings) else None
+    producer = Producer(producer_config(settings, txn_id))
+    transactions = (
+        Transactions(
+            producer,
+            consumer,
+            TopicPartition,
+            settings.worker.transaction_interval_ms / 1000.0,
+            settings.worker.drain_timeout_s,
+        )
+        if txn_id
+        else None
+    )
     sink = None
     if settings.features.feast_online:
         from stream_infer.features.feast_sink import FeastCustomerSink
@@ -103,12 +123,25 @@ def build_worker(
         sink = FeastCustomerSink(
             settings.features.repo_dir, redis, settings.features.feast_push_interval_s
         )
-    worker = ScoringWorker(settings, pipeline, consumer, producer, metrics, feature_sink=sink)
+    worker = ScoringWorker(
+        settings,
+        pipeline,
+        consumer,
+        producer,
+        metrics,
+        feature_sink=sink,
+        transactions=transactions,
+    )
     holder["worker"] = worker
     tune_gc()
     if settings.metrics.enabled:
         serve(metrics.registry, settings.metrics.host, settings.metrics.port)
     return worker
+
+
+def eos(settings: Settings) -> bool:
+    """Whether the worker runs exactly-once (Kafka transactions) rather than at-least-once."""
+    return settings.worker.processing_guarantee == "exactly-once"
 
 
 def tune_gc() -> None:

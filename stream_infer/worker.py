@@ -2,88 +2,51 @@
 
 Loop: consume a batch (at most ``max_batch_size`` records or ``max_wait_ms``), score it, produce
 each score to the input's partition of the scores topic (and bad records to the dead-letter
-topic), and store the batch's offsets only once every record it produced is acknowledged, in
-batch order (at-least-once). Auto-commit then commits what was stored. In-flight batches are
-bounded; when the bound is hit the worker pauses its partitions until deliveries catch up.
+topic), and make the batch's offsets safe only once every record it produced is acknowledged and
+its feature-state write is durable, in batch order (:mod:`stream_infer.inflight`). At-least-once
+stores them for auto-commit; exactly-once commits them with the output in one Kafka transaction
+(:mod:`stream_infer.kafka.transactions`). What each failure means (docs/ARCHITECTURE.md,
+"Reliability"):
+
+- a record Kafka refuses as such (too large, invalid) is dead-lettered, and the stream goes on;
+- Kafka failing (timed out, fenced) or a state write that can never finish stops the worker
+  with no offset stored at or past the failed batch; a restart re-processes from there;
+- a store outage pauses the partitions, retries with bounded backoff, and resumes by itself;
+- a model that fails a batch twice stops the worker (:class:`~stream_infer.errors.ModelError`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any
 
 from stream_infer.config import Settings
-from stream_infer.errors import DeliveryError, FatalError, StateWriteError
+from stream_infer.errors import (
+    DeliveryError,
+    FatalError,
+    ModelError,
+    StoreUnavailableError,
+    StreamInferError,
+)
+from stream_infer.inflight import Batch, Ledger, Offsets
+from stream_infer.kafka.delivery import describe, is_record_error
 from stream_infer.kafka.stats import consumer_lag
+from stream_infer.kafka.transactions import Transactions
 from stream_infer.metrics import WorkerMetrics
 from stream_infer.pipeline import BatchResult, OutRecord, ScoringPipeline, dead_letter_reason_kind
+from stream_infer.store_guard import StoreGuard
+from stream_infer.worker_io import ConsumerLike, FeatureSink, Pauses, ProducerLike
 
 log = logging.getLogger(__name__)
+__all__ = ["ConsumerLike", "FeatureSink", "ProducerLike", "ScoringWorker", "WorkerStats"]
 
 
-class ConsumerLike(Protocol):
-    """The slice of ``confluent_kafka.Consumer`` the worker uses."""
-
-    def subscribe(self, topics: list[str], **callbacks: Any) -> None: ...
-    def consume(self, num_messages: int, timeout: float) -> list[Any]: ...
-    def store_offsets(self, *, offsets: list[Any]) -> None: ...
-    def commit(self, *, asynchronous: bool) -> Any: ...
-    def pause(self, partitions: list[Any]) -> None: ...
-    def resume(self, partitions: list[Any]) -> None: ...
-    def assignment(self) -> list[Any]: ...
-    def close(self) -> None: ...
-
-
-class ProducerLike(Protocol):
-    """The slice of ``confluent_kafka.Producer`` the worker uses."""
-
-    def produce(self, topic: str, value: bytes, key: bytes | None, **kwargs: Any) -> None: ...
-    def poll(self, timeout: float) -> int: ...
-    def flush(self, timeout: float) -> int: ...
-
-
-class FeatureSink(Protocol):
-    """Where a batch's computed features also go (e.g. Feast's online store); best effort."""
-
-    def offer(
-        self,
-        customer_ids: Sequence[str],
-        epoch_seconds: Sequence[int],
-        features: npt.NDArray[np.float64],
-    ) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class _InFlight:
-    """One consumed batch whose produced records are not all acknowledged yet, or whose
-    feature-state write is not durable yet."""
-
-    __slots__ = ("error", "offsets", "pending", "state")
-
-    def __init__(self, offsets: dict[tuple[str, int], int]) -> None:
-        self.offsets = offsets
-        self.pending = 0
-        self.error: Any = None
-        self.state: Future[None] | None = None
-
-    def done(self) -> bool:
-        return self.pending <= 0 and (self.state is None or self.state.done())
-
-    def ack(self, err: Any, _msg: Any) -> None:
-        # Delivery callback: record, never raise (confluent-kafka calls it inside poll()).
-        if err is not None and self.error is None:
-            self.error = err
-        self.pending -= 1
+#: (topic, record, the input it came from or None for a dead letter)
+Produced = tuple[str, OutRecord, Any]
 
 
 @dataclass
@@ -109,6 +72,7 @@ class ScoringWorker:
         *,
         feature_sink: FeatureSink | None = None,
         topic_partition: Callable[[str, int, int], Any] | None = None,
+        transactions: Transactions | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -117,8 +81,13 @@ class ScoringWorker:
         self.metrics = metrics or WorkerMetrics()
         self.feature_sink = feature_sink
         self.stats = WorkerStats()
-        self._inflight: deque[_InFlight] = deque()
+        self.ledger = Ledger()
+        self.txn = transactions
+        self.error: StreamInferError | None = None
         self._stopping = False
+        self._held: list[Any] = []
+        self._pauses = Pauses(consumer, self.metrics)
+        self.store = StoreGuard(settings.worker, self.metrics, self._pauses)
         # One writer thread: state writes stay in batch order and overlap with the next batch
         # (sqlite3 and redis-py release the GIL while they wait on I/O).
         self._state_writer = ThreadPoolExecutor(1, thread_name_prefix="state-writer")
@@ -127,6 +96,10 @@ class ScoringWorker:
 
             topic_partition = TopicPartition
         self._tp = topic_partition
+        pipeline.on_model_error = self._model_error
+
+    def _model_error(self, exc: BaseException) -> None:
+        self.metrics.model_errors.labels(str(self.pipeline.model.version)).inc()
 
     # -- lifecycle -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -141,32 +114,45 @@ class ScoringWorker:
         """Process until :meth:`stop` (or ``max_events`` consumed); drain and commit on exit.
 
         Raises:
-            DeliveryError: Kafka failed a produced record; offsets past it were not stored, so
-                a restart re-processes from there (nothing lost).
+            DeliveryError: Kafka failed a produced record; no offset at or past its batch was
+                stored, so a restart re-processes from there (nothing lost).
+            StateWriteError, ModelError, FatalError: likewise, for the reasons they name.
         """
-        topics = self.settings.topics
         self.consumer.subscribe(
-            [topics.transactions],
+            [self.settings.topics.transactions],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        if self.txn is not None:
+            self.txn.init()
         batch_size = self.settings.batch.max_batch_size
-        wait_s = self.settings.batch.max_wait_ms / 1000.0
+        wait_s = max(self.settings.batch.max_wait_ms / 1000.0, 0.001)
+        self.metrics.ready.set(1)
         try:
             while not self._stopping:
-                if len(self._inflight) >= self.settings.worker.max_in_flight_batches:
+                self._service()
+                if len(self.ledger) >= self.settings.worker.max_in_flight_batches:
                     self._relieve_backpressure()
-                records = self.consumer.consume(batch_size, max(wait_s, 0.001))
+                if self.store.write_failing.is_set():
+                    self._wait_for_store()
+                    continue
+                records = self.consumer.consume(batch_size, wait_s)
                 if records:
                     self._handle(records)
-                self.producer.poll(0)
-                self._complete()
                 if max_events is not None and self.stats.consumed >= max_events:
                     break
         finally:
             self._shutdown()
+        if self.error is not None:
+            raise self.error
         return self.stats
+
+    def _fail(self, error: StreamInferError) -> None:
+        if self.error is None:
+            log.error("stopping: %s", error)
+            self.error = error
+        self._stopping = True
 
     # -- the batch -----------------------------------------------------------------------
     def _handle(self, records: Sequence[Any]) -> None:
@@ -176,32 +162,82 @@ class ScoringWorker:
             if err is None:
                 good.append(rec)
             elif err.fatal():
-                raise FatalError(f"consumer error: {err}")
+                self._fail(FatalError(f"consumer error: {err}"))
+                return
             else:
                 log.warning("consumer error (librdkafka retries): %s", err)
         if not good:
             return
-        offsets: dict[tuple[str, int], int] = {}
+        self._held = good
+        try:
+            result = self._process_held()
+        except ModelError as exc:
+            self._fail(exc)
+            return
+        except StoreUnavailableError:
+            return  # stopping during an outage: nothing produced, nothing stored
+        good, self._held = self._held, []
+        if result is None:
+            return
+        first: Offsets = {}
+        following: Offsets = {}
         for rec in good:
-            offsets[(rec.topic(), rec.partition())] = rec.offset() + 1
-        result = self.pipeline.process(good)
-        batch = _InFlight(offsets)
+            tp = (rec.topic(), rec.partition())
+            first.setdefault(tp, rec.offset())
+            following[tp] = rec.offset() + 1
+        if self.txn is not None:
+            self.txn.begin()
+            self.txn.add(first, following)
+        batch = self.ledger.open(following)
         if result.state_writes:
-            batch.state = self._state_writer.submit(
-                self.pipeline.features.state.save, result.state_writes
-            )
-        self._inflight.append(batch)
+            batch.state = self._state_writer.submit(self._save, result.state_writes)
         if self.feature_sink is not None and result.features is not None:
             self.feature_sink.offer(result.customer_ids, result.epoch_seconds, result.features)
         topics = self.settings.topics
-        for out in result.scores:
-            self._produce(topics.scores, out, batch)
+        for out, source in zip(result.scores, result.sources, strict=True):
+            self._produce(batch, (topics.scores, out, source))
         for out, _reason in result.dead_letters:
-            self._produce(topics.dead_letter, out, batch)
+            self._produce(batch, (topics.dead_letter, out, None))
         self._record(len(good), result)
 
-    def _produce(self, topic: str, out: OutRecord, batch: _InFlight) -> None:
-        kwargs: dict[str, Any] = {"on_delivery": batch.ack}
+    def _process_held(self) -> BatchResult | None:
+        """Score the held records; while the store is down, pause and retry (held records of
+        revoked partitions are dropped by the rebalance callbacks meanwhile)."""
+
+        def call() -> BatchResult | None:
+            return self.pipeline.process(self._held) if self._held else None
+
+        return self.store.read(call, self._idle, lambda: self._stopping)
+
+    def _idle(self, seconds: float) -> None:
+        """Wait while paused, still serving deliveries and group membership."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping:
+            self._pauses.reapply()
+            # Paused partitions deliver nothing; anything else already fetched follows the
+            # held records in offset order, so it joins them.
+            fetched = self.consumer.consume(self.settings.batch.max_batch_size, 0.05)
+            self._held.extend(r for r in fetched if r.error() is None)
+            self._service()
+            if time.monotonic() >= deadline:
+                return
+
+    def _save(self, writes: dict[str, list[Any]]) -> None:
+        self.store.write(lambda: self.pipeline.features.state.save(writes))
+
+    def _wait_for_store(self) -> None:
+        self.store.wait_writes(self._idle, lambda: self._stopping)
+        held, self._held = self._held, []
+        if held and not self._stopping:
+            self._handle(held)
+
+    def _produce(self, batch: Batch, produced: Produced) -> None:
+        from confluent_kafka import KafkaException
+
+        topic, out, _source = produced
+        kwargs: dict[str, Any] = {
+            "on_delivery": lambda err, _msg, p=produced: batch.on_delivery(err, p)
+        }
         if out.partition is not None:
             kwargs["partition"] = out.partition
         if out.headers:
@@ -214,6 +250,27 @@ class ScoringWorker:
             except BufferError:
                 # Producer queue full: serve delivery reports until there is room.
                 self.producer.poll(0.05)
+            except KafkaException as exc:
+                self._refused(batch, produced, exc.args[0] if exc.args else exc)
+                return
+
+    def _refused(self, batch: Batch, produced: Produced, err: Any) -> None:
+        """Kafka refused a record: dead-letter it if it is the record's fault, else fail."""
+        topic, _out, source = produced
+        self.metrics.delivery_errors.inc()
+        if source is None or not is_record_error(err) or self.txn is not None:
+            # A refused dead letter has nowhere left to go; in a transaction any failure taints
+            # the whole span (the transaction is aborted and re-processed instead).
+            batch.error = DeliveryError(f"Kafka failed a record for {topic}: {describe(err)}")
+            self._fail(batch.error)
+            return
+        self.metrics.produce_errors.labels(topic).inc()
+        reason = f"produce refused: {topic}: {describe(err)}"
+        self.stats.scored -= 1
+        self.stats.dead_lettered += 1
+        self.metrics.dead_lettered.labels(dead_letter_reason_kind(reason)).inc()
+        letter = self.pipeline.dead_letter_for(source, reason)
+        self._produce(batch, (self.settings.topics.dead_letter, letter, None))
 
     def _record(self, consumed: int, result: BatchResult) -> None:
         m = self.metrics
@@ -231,24 +288,37 @@ class ScoringWorker:
         for _out, reason in result.dead_letters:
             m.dead_lettered.labels(dead_letter_reason_kind(reason)).inc()
         m.count_flags(result.flags)
-        m.in_flight_batches.set(len(self._inflight))
+        m.in_flight_batches.set(len(self.ledger))
 
-    def _complete(self) -> None:
-        """Store offsets of leading batches whose records are all acknowledged."""
-        inflight = self._inflight
-        while inflight and inflight[0].done():
-            batch = inflight.popleft()
-            if batch.error is not None:
-                self.metrics.delivery_errors.inc()
-                raise DeliveryError(f"Kafka failed a produced record: {batch.error}")
-            if batch.state is not None and batch.state.exception() is not None:
-                raise StateWriteError(
-                    f"feature state write failed: {batch.state.exception()}"
-                ) from batch.state.exception()
+    # -- making offsets safe -------------------------------------------------------------
+    def _service(self) -> None:
+        """Serve delivery reports, handle refusals, store (or commit) what became safe."""
+        self.producer.poll(0)
+        for batch in self.ledger.take_failures():
+            failures, batch.failures = batch.failures, []
+            for err, produced in failures:
+                self._refused(batch, produced, err)
+        if self.txn is not None:
+            if self.txn.due() or len(self.ledger) >= self.settings.worker.max_in_flight_batches:
+                self._commit_transaction()
+            return
+        for offsets in self.ledger.complete():
             self.consumer.store_offsets(
-                offsets=[self._tp(t, p, o) for (t, p), o in batch.offsets.items()]
+                offsets=[self._tp(t, p, o) for (t, p), o in offsets.items()]
             )
-        self.metrics.in_flight_batches.set(len(inflight))
+        error = self.ledger.head_error()
+        if error is not None:
+            self._fail(error)
+        self.metrics.in_flight_batches.set(len(self.ledger))
+
+    def _commit_transaction(self) -> None:
+        """Exactly-once: every delivery reported and state durable, then commit (or abort)."""
+        if self.txn is None:
+            return
+        try:
+            self.txn.commit_span(self.ledger, self.producer, self.error)
+        except FatalError as exc:
+            self._fail(exc)
 
     def _relieve_backpressure(self) -> None:
         """Wait for acknowledgements until at most half the in-flight limit is pending.
@@ -260,37 +330,32 @@ class ScoringWorker:
         """
         low_water = self.settings.worker.max_in_flight_batches // 2
         deadline = time.monotonic() + self.settings.worker.pause_after_s
-        while len(self._inflight) > low_water and not self._stopping:
+        while len(self.ledger) > low_water and not self._stopping:
             if time.monotonic() > deadline:
-                self._pause_until(low_water)
+                self._pauses.add("backpressure")
+                try:
+                    while len(self.ledger) > low_water and not self._stopping:
+                        self.producer.poll(0.1)
+                        self._service()
+                finally:
+                    self._pauses.discard("backpressure")
                 return
             self.producer.poll(0.005)
-            self._complete()
-
-    def _pause_until(self, low_water: int) -> None:
-        assignment = self.consumer.assignment()
-        if assignment:
-            self.consumer.pause(assignment)
-        self.metrics.paused.set(1)
-        try:
-            while len(self._inflight) > low_water and not self._stopping:
-                self.producer.poll(0.1)
-                self._complete()
-        finally:
-            if assignment:
-                self.consumer.resume(assignment)
-            self.metrics.paused.set(0)
+            self._service()
 
     def _drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while self._inflight and time.monotonic() < deadline:
-            self.producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
-            head = self._inflight[0].state
-            if head is not None and not head.done():
-                wait([head], timeout=min(1.0, max(0.0, deadline - time.monotonic())))
-            self._complete()
-        if self._inflight:
-            log.error("drain timed out with %d batches unacknowledged", len(self._inflight))
+        while len(self.ledger) and time.monotonic() < deadline:
+            left = max(0.0, deadline - time.monotonic())
+            self.producer.flush(min(1.0, left))
+            futures = self.ledger.state_futures()
+            if futures:
+                wait(futures[:1], timeout=min(1.0, left))
+            self._service()
+            if self.ledger.head_error() is not None:
+                break  # nothing past a failed batch will ever be stored
+        if len(self.ledger) and self.error is None:
+            log.error("drain timed out with %d batches unacknowledged", len(self.ledger))
 
     def _commit(self) -> None:
         from confluent_kafka import KafkaException
@@ -309,28 +374,46 @@ class ScoringWorker:
 
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
         # Finish what we started on these partitions and commit, so the next owner starts
-        # exactly after the last acknowledged score.
+        # exactly after the last acknowledged score. What did not finish in time is never
+        # stored by us: the next owner re-processes it (at-least-once).
         log.info("revoked %s", [p.partition for p in partitions])
-        self._drain(self.settings.worker.drain_timeout_s)
-        self._commit()
+        if self.txn is not None:
+            self._commit_transaction()
+        else:
+            self._drain(self.settings.worker.drain_timeout_s)
+            self._commit()
         self._forget(partitions)
 
     def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
         log.warning("lost %s (no commit possible)", [p.partition for p in partitions])
+        if self.txn is not None and self.txn.open:
+            try:
+                self.txn.abort("partitions lost")
+            except FatalError as exc:
+                self._fail(exc)
+            self.ledger.clear()
         self._forget(partitions)
 
     def _forget(self, partitions: list[Any]) -> None:
+        tps = {(p.topic, p.partition) for p in partitions}
+        self.ledger.forget(tps)
+        if self.txn is not None:
+            self.txn.forget(tps)
+        self._held = [r for r in self._held if (r.topic(), r.partition()) not in tps]
         ids = [p.partition for p in partitions]
         self.pipeline.features.state.drop_partitions(ids)
         self.metrics.forget_partitions(self.settings.topics.transactions, ids)
 
     def _shutdown(self) -> None:
+        self.metrics.ready.set(0)
         try:
-            # A delivery error was already raised to the caller once; commit what is safe.
-            with contextlib.suppress(DeliveryError, StateWriteError):
+            if self.txn is not None:
+                self._commit_transaction()
+            else:
                 self._drain(self.settings.worker.drain_timeout_s)
-            self._commit()
+                self._commit()  # only offsets stored before any failed batch
         finally:
+            self.store.abandon()
             self._state_writer.shutdown(wait=True)
             if self.feature_sink is not None:
                 self.feature_sink.close()

@@ -58,6 +58,7 @@ def read_topic(
     until: Callable[[list], bool],
     timeout_s: float = 60.0,
     idle_s: float | None = None,
+    isolation: str = "read_uncommitted",
 ) -> list:
     """Read ``topic`` from the start until ``until(records)`` or the timeout; returns messages."""
     consumer = Consumer(
@@ -67,6 +68,7 @@ def read_topic(
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "session.timeout.ms": 6000,
+            "isolation.level": isolation,
         }
     )
     consumer.subscribe([topic])

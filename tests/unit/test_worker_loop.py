@@ -73,10 +73,10 @@ def test_unacked_batch_blocks_later_offsets(registry: ModelRegistry) -> None:
     worker._handle(consumer.consume(10, 0))
     producer.pending.reverse()  # the second batch is acked first
     producer.deliver(1)
-    worker._complete()
+    worker._service()
     assert consumer.stored == []  # batch 1 done, but batch 0 still pending
     producer.deliver()
-    worker._complete()
+    worker._service()
     assert [b[0].offset for b in consumer.stored] == [1, 2]
 
 
@@ -86,11 +86,11 @@ def test_backpressure_pauses_instead_of_buffering(registry: ModelRegistry) -> No
     worker = make_worker(registry, consumer, producer, in_flight=2)
     for _ in range(2):
         worker._handle(consumer.consume(10, 0))
-    assert len(worker._inflight) == 2
+    assert len(worker.ledger) == 2
     producer.auto_ack = True
     worker._relieve_backpressure()
     assert consumer.paused == 1 and consumer.resumed == 1
-    assert len(worker._inflight) <= 1
+    assert len(worker.ledger) <= 1
 
 
 def test_failed_delivery_stops_without_storing(registry: ModelRegistry) -> None:
@@ -114,4 +114,4 @@ def test_brief_ack_delays_do_not_pause(registry: ModelRegistry) -> None:
         worker._handle(consumer.consume(10, 0))
     producer.auto_ack = True  # acks arrive on the next poll
     worker._relieve_backpressure()
-    assert consumer.paused == 0 and len(worker._inflight) <= 1
+    assert consumer.paused == 0 and len(worker.ledger) <= 1
