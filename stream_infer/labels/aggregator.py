@@ -11,6 +11,12 @@ Counts are applied idempotently by partition offset: each batch's update per par
 the applied offset it was counted against, and the store refuses it if another processor has
 moved that partition on meanwhile (the batch is then recounted against the new offset). So a
 restart, a rebalance or a re-delivered batch never counts a label twice.
+
+A store failure leaves nothing half done: :meth:`LabelAggregator.count` and
+:meth:`LabelAggregator.publish_ready` may each be called again with the same arguments until
+they succeed (the label app does, with backoff). An update whose reply was lost may have been
+applied; the retry recognises it (the partition's applied offset is then the update's last
+offset) and reports its counts and dead letters instead of skipping them as already counted.
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ class PartitionUpdate:
 
 
 class LabelCountStore(Protocol):
-    """Durable per-(terminal, day) counts and per-partition progress."""
+    """Durable per-(terminal, day) counts and per-partition progress. Every method raises
+    :class:`~stream_infer.errors.StoreUnavailableError`, and only that, when the store cannot
+    be reached, answers too late or is locked."""
 
     def applied_offsets(self) -> dict[int, int]:
         """Per partition, the last offset whose label is counted (absent: none)."""
@@ -61,7 +69,8 @@ class LabelCountStore(Protocol):
         the partitions whose updates were refused (applied offset moved on).
 
         Raises:
-            RetryableError: the store could not be reached or locked in time.
+            StoreUnavailableError: the store could not be reached or locked in time (the
+                update may or may not have been applied).
         """
         ...
 
@@ -75,7 +84,9 @@ class LabelCountStore(Protocol):
 
 
 class RowSink(Protocol):
-    """Where final terminal rows go (the terminal store; optionally Feast's online store)."""
+    """Where final terminal rows go (the terminal store; optionally Feast's online store).
+    ``publish`` is idempotent and raises
+    :class:`~stream_infer.errors.StoreUnavailableError` when the sink cannot be reached."""
 
     def publish(
         self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int
@@ -138,6 +149,15 @@ def _count(partition: int, recs: Sequence[LabelRecord], applied: int) -> _Counte
     return out
 
 
+@dataclass
+class _Batch:
+    """What :meth:`LabelAggregator.count` knows of a batch across its retries."""
+
+    key: frozenset[tuple[int, int, int]]  # (partition, first offset, last offset)
+    first_rows: list[int]
+    claimed: dict[int, _Counted] = field(default_factory=dict)  # applied, or maybe applied
+
+
 class LabelAggregator:
     """Counts labels and publishes final terminal rows (see the module docstring)."""
 
@@ -148,6 +168,7 @@ class LabelAggregator:
         self.published_through: int | None = None  # last day D whose rows are out
         self._first_row_day: int | None = None  # the first day whose rows may need publishing
         self._final = FinalCounts()
+        self._batch: _Batch | None = None  # the batch a failed count() left, for its retry
 
     def complete_through(self, days: Mapping[int, int] | None = None) -> int | None:
         """The last day whose labels are all in, over every partition (None: unknown).
@@ -164,41 +185,78 @@ class LabelAggregator:
         """Count a batch (any partitions) and publish the rows it made final.
 
         Raises:
-            RetryableError: the store failed, or other processors kept moving this batch's
-                partitions on for :data:`MAX_ATTEMPTS` attempts.
+            RetryableError: the store failed (:class:`~stream_infer.errors.StoreUnavailableError`),
+                or other processors kept moving this batch's partitions on for
+                :data:`MAX_ATTEMPTS` attempts. Retry :meth:`count` and :meth:`publish_ready`
+                separately (each may be repeated), not this: after a failed publish the batch
+                is counted, and a second count would skip it.
         """
-        outcome = BatchOutcome()
-        # First rows to publish: those whose window holds the earliest label this process
-        # counts (earlier windows are empty: all-zero rows, which the reader infers from the
-        # watermark) or, after a restart, a horizon before what was counted before it: the
-        # rows of those days may not all have been published when it stopped.
-        stored = self.store.partition_days() if self._first_row_day is None else {}
-        first_rows = [d - TERMINAL_HORIZON_DAYS + FINAL_LAG for d in stored.values() if d >= 0]
+        outcome = self.count(records)
+        self.publish_ready(outcome)
+        return outcome
+
+    def count(self, records: Sequence[LabelRecord]) -> BatchOutcome:
+        """Count a batch (any partitions) into the store; publishes nothing.
+
+        After it raises, call it again with the same records: what the failed call applied is
+        recognised and reported, never counted twice nor lost from the outcome.
+
+        Raises:
+            RetryableError: as :meth:`process`.
+        """
         pending: dict[int, list[LabelRecord]] = {}
         for rec in records:
             pending.setdefault(rec.partition, []).append(rec)
+        key = frozenset((p, recs[0].offset, recs[-1].offset) for p, recs in pending.items())
+        batch = self._batch if self._batch is not None and self._batch.key == key else None
+        if batch is None:
+            # First rows to publish: those whose window holds the earliest label this process
+            # counts (earlier windows are empty: all-zero rows, which the reader infers from
+            # the watermark) or, after a restart, a horizon before what was counted before it:
+            # the rows of those days may not all have been published when it stopped.
+            stored = self.store.partition_days() if self._first_row_day is None else {}
+            first = [d - TERMINAL_HORIZON_DAYS + FINAL_LAG for d in stored.values() if d >= 0]
+            batch = self._batch = _Batch(key, first)
+        claimed = batch.claimed
         for _attempt in range(MAX_ATTEMPTS):
             applied = self.store.applied_offsets()
-            counted = {p: _count(p, recs, applied.get(p, -1)) for p, recs in pending.items()}
-            refused = self.store.apply([c.update for c in counted.values() if c.update])
-            for partition, c in counted.items():
-                if partition not in refused:
-                    if c.earliest_day is not None:
-                        first_rows.append(c.earliest_day + FINAL_LAG)
-                    outcome.counted += c.counted
-                    outcome.skipped += c.skipped
-                    outcome.dead_letters.extend(c.dead_letters)
+            for p, recs in pending.items():
+                mine = claimed.get(p)
+                if (
+                    mine is None
+                    or mine.update is None
+                    or applied.get(p, -1) != mine.update.last_offset
+                ):
+                    claimed[p] = _count(p, recs, applied.get(p, -1))
+                # else: an earlier attempt's update was applied although its reply was lost
+            fresh = [
+                c.update
+                for p in pending
+                if (c := claimed[p]).update is not None
+                and c.update.expected_offset == applied.get(p, -1)
+            ]
+            refused = self.store.apply(fresh)
             if not refused:
                 break
             # Another processor applied offsets of these partitions since we read them (a
-            # rebalance moved them): count them again against the offsets it left.
+            # rebalance moved them): count them again against the offsets it left. A refused
+            # claim stays: if the store now holds exactly its last offset, it was a lost
+            # reply's update of ours applied late, and the next attempt recognises it.
             log.info("partitions %s moved on while counting; recounting", sorted(refused))
             pending = {p: pending[p] for p in refused}
         else:
             raise RetryableError(f"partitions {sorted(pending)} kept moving on while counting")
+        self._batch = None
+        outcome = BatchOutcome()
+        first_rows = batch.first_rows
+        for c in claimed.values():
+            if c.earliest_day is not None:
+                first_rows.append(c.earliest_day + FINAL_LAG)
+            outcome.counted += c.counted
+            outcome.skipped += c.skipped
+            outcome.dead_letters.extend(c.dead_letters)
         if first_rows and self._first_row_day is None:
             self._first_row_day = min(first_rows)
-        self.publish_ready(outcome)
         return outcome
 
     def publish_ready(self, outcome: BatchOutcome | None = None) -> list[int]:

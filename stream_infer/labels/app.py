@@ -10,6 +10,15 @@ faust's per-event cost is asyncio bookkeeping (DESIGN.md), so:
 - to go further, run more processes in one group: they split the partitions and share the
   count store, which applies each batch by compare-and-set on the partition's offset.
 
+A store outage (the count store or the terminal-row sink) stops progress, never the process:
+the worker thread retries the batch with bounded exponential backoff (:class:`StoreRetry`)
+until the store answers, while faust keeps heartbeating and fetching into its bounded buffers.
+The agent takes batches with ``noack_take`` and acks a batch only once it is applied, so
+nothing unapplied is committed: faust's ``take_events`` acks a batch when its generator is
+closed, which a stop (faust cancels agents) or a crash does mid-batch. A stop or a rebalance
+does not wait for the batch in flight (``stream_wait_empty`` off): it is simply not committed,
+and compare-and-set keeps a partition that moved meanwhile from being counted twice.
+
 ``python -m bench.labels`` measures each option against a plain confluent-kafka loop.
 """
 
@@ -18,11 +27,16 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+import tenacity
 
 from stream_infer.config import Settings
+from stream_infer.errors import RetryableError
 from stream_infer.events import DeadLetter, encode
 from stream_infer.labels.aggregator import (
     BatchOutcome,
@@ -35,16 +49,87 @@ from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
 from stream_infer.state.factory import open_state
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoreRetry:
+    """Repeats a store step until it succeeds or :meth:`stop` is called.
+
+    Backoff grows exponentially (with jitter) from ``initial_s`` to at most ``max_s`` and never
+    gives up on its own. Logs once when the store starts failing and once when it answers again.
+    Thread-safe to stop from another thread; one step at a time.
+    """
+
+    def __init__(self, initial_s: float, max_s: float) -> None:
+        self._initial_s = initial_s
+        self._max_s = max_s
+        self._stopping = threading.Event()
+        self._down_since: float | None = None
+        self._failures = 0
+
+    @property
+    def store_down(self) -> bool:
+        """True from a failed step until the next step that succeeds."""
+        return self._down_since is not None
+
+    def stop(self) -> None:
+        """Make a running :meth:`call` give up: it wakes from its backoff and raises."""
+        self._stopping.set()
+
+    def call(self, step: Callable[[], T]) -> T:
+        """``step()``'s result, retrying it on :class:`~stream_infer.errors.RetryableError`.
+
+        Raises:
+            RetryableError: the last failure, once :meth:`stop` was called (at most one more
+                attempt, bounded by the store's socket timeout, runs after that).
+            Exception: whatever else ``step`` raises, at once.
+        """
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RetryableError),
+            wait=tenacity.wait_exponential_jitter(initial=self._initial_s, max=self._max_s),
+            stop=tenacity.stop_when_event_set(self._stopping),
+            sleep=self._sleep,
+            before_sleep=self._failed,
+            reraise=True,
+        )
+        result = retrying(step)
+        if self._down_since is not None:
+            log.warning(
+                "label store is back after %.1fs (%d failed attempts); resuming",
+                time.monotonic() - self._down_since,
+                self._failures,
+            )
+            self._down_since = None
+            self._failures = 0
+        return result
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)  # a stop cuts the backoff short
+
+    def _failed(self, state: tenacity.RetryCallState) -> None:
+        self._failures += 1
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            exc = state.outcome.exception() if state.outcome is not None else None
+            log.warning(
+                "label store unavailable (%s); retrying the batch (backoff up to %.1fs) until "
+                "it answers, nothing is committed meanwhile",
+                exc,
+                self._max_s,
+            )
 
 
 def open_counts(settings: Settings) -> LabelCountStore:
     """The label count store on the configured backend (Redis, else the embedded SQLite file)."""
     if settings.redis.url is not None:
-        from stream_infer.state.redis_store import connect
+        import redis
 
-        return RedisLabelCounts(
-            connect(settings.redis.url.get_secret_value()), settings.redis.key_prefix
+        client = redis.Redis.from_url(
+            settings.redis.url.get_secret_value(),
+            socket_timeout=settings.redis.socket_timeout_s,
+            socket_connect_timeout=settings.redis.connect_timeout_s,
         )
+        return RedisLabelCounts(client, settings.redis.key_prefix)
     return SqliteLabelCounts(settings.features.state_dir / "labels.db")
 
 
@@ -90,6 +175,12 @@ def create_app(settings: Settings, aggregator: LabelAggregator) -> tuple[Any, di
         broker_session_timeout=settings.kafka.session_timeout_ms / 1000,
         broker_heartbeat_interval=max(0.1, settings.kafka.session_timeout_ms / 3000),
         producer_acks=-1,
+        # faust would otherwise wait, at a stop or a rebalance, for every in-flight message to
+        # be acked: a batch in retry through a store outage would hold the stop (or the
+        # rebalance) until the store is back. Nothing needs that wait: only applied batches
+        # are acked, so a commit never covers an unapplied one, and compare-and-set refuses a
+        # batch applied twice.
+        stream_wait_empty=False,
     )
     if opts.transport == "kafka" and opts.lean_handoff:
         from stream_infer.labels.transport import use_lean_handoff
@@ -107,17 +198,32 @@ def create_app(settings: Settings, aggregator: LabelAggregator) -> tuple[Any, di
 
     app.on_partitions_assigned.connect(on_assigned)
 
-    def process(events: Sequence[Any]) -> BatchOutcome:
-        # Runs in the worker thread: building the records there keeps the loop free.
+    retry = StoreRetry(settings.worker.store_retry_initial_s, settings.worker.store_retry_max_s)
+
+    async def on_shutdown(_sender: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
+        retry.stop()
+
+    app.on_before_shutdown.connect(on_shutdown)
+
+    def apply(events: Sequence[Any]) -> BatchOutcome:
+        # Runs in the worker thread: building the records there keeps the loop free. Counting
+        # and publishing retry separately: a batch counted before a publish failed is not
+        # counted again (the aggregator would skip it and lose its dead letters).
         records = [
             LabelRecord(e.message.partition, e.message.offset, e.message.value) for e in events
         ]
-        return aggregator.process(records)
+        outcome = retry.call(lambda: aggregator.count(records))
+        retry.call(lambda: aggregator.publish_ready(outcome))
+        return outcome
 
     @app.agent(topic)
     async def count_labels(stream: Any) -> None:
-        async for events in stream.take_events(opts.batch_size, within=opts.within_s):
-            outcome = await asyncio.to_thread(process, events)
+        async for events in stream.noack_take(opts.batch_size, within=opts.within_s):
+            try:
+                outcome = await asyncio.to_thread(apply, events)
+            except asyncio.CancelledError:
+                retry.stop()  # stopping: the thread gives up its retry; the batch stays unacked
+                raise
             stats["counted"] += outcome.counted
             stats["dead_lettered"] += len(outcome.dead_letters)
             for rec, reason in outcome.dead_letters:
@@ -130,6 +236,8 @@ def create_app(settings: Settings, aggregator: LabelAggregator) -> tuple[Any, di
                     failed_at=datetime.now(UTC),
                 )
                 await dlq.send(value=encode(letter))
+            for event in events:
+                await stream.ack(event)
 
     return app, stats
 

@@ -10,20 +10,36 @@ Redis keys (``prefix`` = settings.redis.key_prefix):
 - ``{prefix}:lc:{day}``: hash ``terminal -> "transactions,frauds"``;
 - ``{prefix}:lo``: hash ``partition -> last applied offset``;
 - ``{prefix}:ld``: hash ``partition -> latest label day``.
+
+Both stores raise :class:`~stream_infer.errors.StoreUnavailableError`, and only that, when the
+store cannot be reached, answers too late or is locked: the caller retries the same call. A
+call that timed out may still have been applied (the reply was lost, not the request);
+compare-and-set makes the retry safe, and the aggregator recognises its own applied update.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
+import redis
 
-from stream_infer.errors import RetryableError
+from stream_infer.errors import StoreUnavailableError
 from stream_infer.labels.aggregator import PartitionUpdate
+
+#: What a Redis that is down, hung, loading or failing over raises (any other
+#: ``ResponseError``, a script bug say, is not an outage and propagates as it is).
+_REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.TryAgainError,
+)
 
 _APPLY = """
 local prefix = ARGV[1]
@@ -72,7 +88,10 @@ class RedisLabelCounts:
         self._script = client.register_script(_APPLY)
 
     def applied_offsets(self) -> dict[int, int]:
-        raw = self.client.hgetall(f"{self.prefix}:lo")
+        try:
+            raw = self.client.hgetall(f"{self.prefix}:lo")
+        except _REDIS_UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"redis label offsets read failed: {exc}") from exc
         return {int(k): int(v) for k, v in raw.items()}
 
     def applied_offset(self, partition: int) -> int:
@@ -96,12 +115,15 @@ class RedisLabelCounts:
         )
         try:
             refused = self._script(args=[self.prefix, payload])
-        except Exception as exc:  # redis.RedisError
-            raise RetryableError(f"redis label update failed: {exc}") from exc
+        except _REDIS_UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"redis label update failed: {exc}") from exc
         return {int(p) for p in refused}
 
     def partition_days(self) -> dict[int, int]:
-        raw = self.client.hgetall(f"{self.prefix}:ld")
+        try:
+            raw = self.client.hgetall(f"{self.prefix}:ld")
+        except _REDIS_UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"redis label days read failed: {exc}") from exc
         return {int(k): int(v) for k, v in raw.items()}
 
     def counts(self, days: Iterable[int]) -> dict[int, dict[str, tuple[int, int]]]:
@@ -109,8 +131,12 @@ class RedisLabelCounts:
         pipe = self.client.pipeline(transaction=False)
         for d in wanted:
             pipe.hgetall(f"{self.prefix}:lc:{d}")
+        try:
+            replies = pipe.execute()
+        except _REDIS_UNAVAILABLE as exc:
+            raise StoreUnavailableError(f"redis label counts read failed: {exc}") from exc
         out: dict[int, dict[str, tuple[int, int]]] = {}
-        for d, reply in zip(wanted, pipe.execute(), strict=True):
+        for d, reply in zip(wanted, replies, strict=True):
             if reply:
                 per: dict[str, tuple[int, int]] = {}
                 for t, v in reply.items():
@@ -131,24 +157,35 @@ CREATE TABLE IF NOT EXISTS label_progress (
 """
 
 
+@contextmanager
+def _sqlite_io(what: str) -> Iterator[None]:
+    # OperationalError is SQLite's I/O family: locked, busy, disk I/O, cannot open.
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailableError(f"sqlite label {what} failed: {exc}") from exc
+
+
 class SqliteLabelCounts:
     """:class:`~stream_infer.labels.aggregator.LabelCountStore` on a local SQLite file.
 
     Several processes may share the file (WAL; a writer waits up to ``busy_timeout_s`` for
-    another's transaction). Each batch is one transaction, so one fsync.
+    another's transaction). Each batch is one transaction, so one fsync. A lock held longer
+    than that, or a failing disk, raises :class:`~stream_infer.errors.StoreUnavailableError`.
     """
 
     def __init__(self, path: Path, busy_timeout_s: float = 30.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        with _sqlite_io("open"):
+            self._db = sqlite3.connect(
+                path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
 
     def applied_offsets(self) -> dict[int, int]:
-        with self._lock:
+        with self._lock, _sqlite_io("offsets read"):
             rows = self._db.execute("SELECT partition, last_offset FROM label_progress").fetchall()
         return {int(p): int(o) for p, o in rows}
 
@@ -159,17 +196,15 @@ class SqliteLabelCounts:
     def apply(self, updates: Sequence[PartitionUpdate]) -> set[int]:
         if not updates:
             return set()
-        with self._lock:
+        with self._lock, _sqlite_io("update"):
             db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:  # another process held the lock too long
-                raise RetryableError(f"label counts are locked: {exc}") from exc
+            db.execute("BEGIN IMMEDIATE")  # waits busy_timeout_s for another process's batch
             try:
                 refused = self._apply_locked(db, updates)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # a failed I/O may already have rolled it back
+                    db.execute("ROLLBACK")
                 raise
         return refused
 
@@ -197,7 +232,7 @@ class SqliteLabelCounts:
         return refused
 
     def partition_days(self) -> dict[int, int]:
-        with self._lock:
+        with self._lock, _sqlite_io("days read"):
             rows = self._db.execute("SELECT partition, day FROM label_progress").fetchall()
         return {int(p): int(d) for p, d in rows}
 
@@ -206,7 +241,7 @@ class SqliteLabelCounts:
         if not wanted:
             return {}
         out: dict[int, dict[str, tuple[int, int]]] = {}
-        with self._lock:
+        with self._lock, _sqlite_io("counts read"):
             rows = self._db.execute(
                 "SELECT day, terminal_id, nb, fraud FROM label_counts WHERE day BETWEEN ? AND ?",
                 (min(wanted), max(wanted)),

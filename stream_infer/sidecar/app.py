@@ -1,14 +1,16 @@
 """The sidecar ASGI app: domain endpoint, Open Inference Protocol (KServe V2), health, metrics.
 
 Adapters only: requests are validated here and handed to the shared batcher and pipeline
-(:mod:`stream_infer.sidecar.scoring`). Ready only once the model is loaded and warmed up.
+(:mod:`stream_infer.sidecar.scoring`). Ready only once the model is loaded and warmed up, and
+while the feature store answers (:mod:`stream_infer.sidecar.health`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,8 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream_infer.batching.dynamic import DynamicBatcher
 from stream_infer.config import Settings
+from stream_infer.errors import RetryableError
 from stream_infer.model.session import LoadedModel
 from stream_infer.pipeline import ScoringPipeline
+from stream_infer.sidecar.health import PROBE_CUSTOMER, StoreHealth, probe_while_down
 from stream_infer.sidecar.limits import BodyLimitMiddleware, DefaultJsonContentType
 from stream_infer.sidecar.metrics import SidecarMetrics
 from stream_infer.sidecar.scoring import PredictionCache, TensorScorer, TransactionScorer
@@ -49,20 +53,28 @@ class Sidecar:
         self.tx_batcher: DynamicBatcher[Any, Any] | None = None
         self.tensor_batcher: DynamicBatcher[Any, Any] | None = None
         self.cache: PredictionCache | None = None
+        self.store = StoreHealth()
+        self._prober: asyncio.Task[None] | None = None
 
     @property
     def model(self) -> LoadedModel:
         assert self.pipeline is not None
         return self.pipeline.model
 
-    def start(self, pipeline: ScoringPipeline) -> None:
+    @property
+    def serving(self) -> bool:
+        """Ready: the model is warm and the feature store answers."""
+        return self.ready and not self.store.down
+
+    def start(self, pipeline: ScoringPipeline, store_probe: Callable[[], object]) -> None:
+        """Start the batchers and the store probe; call on the event loop."""
         s = self.settings
         self.pipeline = pipeline
         # Score in a worker thread so the loop keeps accepting requests while a batch runs:
         # that is what fills the bounded queue and turns overload into 503s instead of
         # requests waiting, unseen, in the kernel's socket buffers.
         self.tx_batcher = DynamicBatcher(
-            TransactionScorer(pipeline),
+            TransactionScorer(pipeline, self.store),
             s.batch.max_batch_size,
             s.batch.max_wait_ms,
             s.serve.max_queue,
@@ -73,17 +85,32 @@ class Sidecar:
         )
         self.tx_batcher.start()
         self.tensor_batcher.start()
+        self._prober = asyncio.get_running_loop().create_task(
+            probe_while_down(self.store, store_probe), name="store-probe"
+        )
         if s.serve.cache_enabled and s.redis.url is not None:
-            from stream_infer.state.redis_store import connect
+            import redis
 
-            self.cache = PredictionCache(
-                connect(s.redis.url.get_secret_value()), s.redis.key_prefix, s.serve.cache_ttl_s
+            client = redis.Redis.from_url(
+                s.redis.url.get_secret_value(),
+                socket_timeout=s.redis.socket_timeout_s,
+                socket_connect_timeout=s.redis.connect_timeout_s,
             )
+            self.cache = PredictionCache(client, s.redis.key_prefix, s.serve.cache_ttl_s)
         m = pipeline.model
         self.metrics.model_info.info(
             {"name": m.name, "version": str(m.version), "provider": m.provider}
         )
         self.ready = True
+
+    async def stop(self) -> None:
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
+        for batcher in (self.tx_batcher, self.tensor_batcher):
+            if batcher is not None:
+                await batcher.stop()
 
     def knows(self, name: str, version: str | None) -> bool:
         return (
@@ -105,6 +132,14 @@ def _load_pipeline(settings: Settings) -> ScoringPipeline:
     )
 
 
+def _store_probe(settings: Settings) -> Callable[[], object]:
+    """One cheap read of the configured customer store (raises RetryableError if down)."""
+    from stream_infer.state.factory import open_state
+
+    customers = open_state(settings).customers
+    return lambda: customers.load([PROBE_CUSTOMER])
+
+
 def create_app(settings: Settings, pipeline: ScoringPipeline | None = None) -> FastAPI:
     """The sidecar app. Without ``pipeline`` the model is loaded (and warmed up) at start-up,
     in the background: liveness answers at once, readiness once the model is ready."""
@@ -117,16 +152,19 @@ def create_app(settings: Settings, pipeline: ScoringPipeline | None = None) -> F
                 ready = pipeline
                 if ready is None:
                     ready = await asyncio.to_thread(_load_pipeline, settings)
-                sidecar.start(ready)
+                probe = await asyncio.to_thread(_store_probe, settings)
+                try:  # a store already down at start-up: not ready until the probe finds it
+                    await asyncio.to_thread(probe)
+                except RetryableError as exc:
+                    sidecar.store.failed(exc)
+                sidecar.start(ready, probe)
             except Exception:
                 log.exception("model failed to load; the sidecar stays not ready")
 
         loader = asyncio.create_task(load())
         yield
         loader.cancel()
-        for batcher in (sidecar.tx_batcher, sidecar.tensor_batcher):
-            if batcher is not None:
-                await batcher.stop()
+        await sidecar.stop()
 
     app = FastAPI(
         title="stream-infer sidecar",

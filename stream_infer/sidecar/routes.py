@@ -10,7 +10,9 @@ import numpy as np
 from fastapi import FastAPI, Response
 
 from stream_infer.batching.dynamic import BatchTimeoutError, QueueFullError
+from stream_infer.errors import RetryableError
 from stream_infer.features.definitions import N_FEATURES
+from stream_infer.sidecar.health import PROBE_INTERVAL_S
 from stream_infer.sidecar.schemas import (
     InferRequest,
     ModelMetadata,
@@ -27,10 +29,20 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
     """Register the health, domain and Open Inference Protocol routes."""
     from stream_infer.sidecar.app import OrjsonResponse
 
-    def error(status: int, message: str, api: str, retry_after: bool = False) -> Response:
+    retry_after_s = str(max(1, round(PROBE_INTERVAL_S)))
+
+    def error(
+        status: int, message: str, api: str, retry_after: bool = False, detail: str | None = None
+    ) -> Response:
         sidecar.metrics.requests.labels(api, str(status)).inc()
-        headers = {"Retry-After": "1"} if retry_after else None
-        return OrjsonResponse({"error": message}, status_code=status, headers=headers)
+        headers = {"Retry-After": retry_after_s} if retry_after else None
+        body = {"error": message} if detail is None else {"error": message, "detail": detail}
+        return OrjsonResponse(body, status_code=status, headers=headers)
+
+    def store_unavailable(api: str, exc: BaseException | None = None) -> Response:
+        # Never a 500: the caller's request is fine, the store will be back (Retry-After).
+        reason = sidecar.store.reason or (str(exc) if exc is not None else "")
+        return error(503, "feature store unavailable", api, retry_after=True, detail=reason)
 
     def unknown(name: str, version: str | None, api: str) -> Response | None:
         if not sidecar.ready:
@@ -46,8 +58,11 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
 
     @app.get("/v2/health/ready")
     async def ready() -> Response:
-        status = 200 if sidecar.ready else 503
-        return OrjsonResponse({"ready": sidecar.ready}, status_code=status)
+        if sidecar.serving:
+            return OrjsonResponse({"ready": True})
+        why = "model is loading" if not sidecar.ready else "feature store unavailable"
+        headers = {"Retry-After": retry_after_s}
+        return OrjsonResponse({"ready": False, "error": why}, status_code=503, headers=headers)
 
     @app.get("/v2")
     async def server_metadata() -> dict[str, Any]:
@@ -130,6 +145,8 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
         problem = unknown(name, None, "v1")
         if problem is not None:
             return problem
+        if sidecar.store.down:  # before the cache: it may live on the same unanswering Redis
+            return store_unavailable("v1")
         m = sidecar.model
         cache = sidecar.cache
         key = cache.key(m.name, m.version, body.inputs) if cache is not None else None
@@ -144,6 +161,8 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
                 return error(503, str(exc), "v1", retry_after=True)
             except BatchTimeoutError as exc:
                 return error(504, str(exc), "v1")
+            except RetryableError as exc:  # the feature store failed, now or before
+                return store_unavailable("v1", exc)
             sidecar.metrics.batch_size.labels("v1").observe(sidecar.tx_batcher.last_batch_size)
             if cache is not None and key is not None:
                 cache.put(key, scored)

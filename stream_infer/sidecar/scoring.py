@@ -5,6 +5,10 @@ computer: the customer's history is read from the shared state store and this tr
 added in memory only (by ``transaction_id``, so one the stream already stored is not counted
 twice), the terminal row of its day is read, and nothing is written. A transaction scored here
 and by the stream therefore gets the same features and the same score.
+
+A store that fails marks :class:`~stream_infer.sidecar.health.StoreHealth` down; while it is
+down, batches fail at once with :class:`~stream_infer.errors.StoreUnavailableError` instead of
+each waiting out the store's socket timeout (:mod:`stream_infer.sidecar.health`).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from stream_infer.errors import RetryableError
 from stream_infer.events import Transaction
 from stream_infer.features.definitions import FEATURE_NAMES
 from stream_infer.pipeline import ScoringPipeline
+from stream_infer.sidecar.health import StoreHealth
 
 log = logging.getLogger(__name__)
 #: Sidecar requests are not in a partition; sort after any same-second stream entry.
@@ -37,19 +43,30 @@ class Scored:
 
 
 class TransactionScorer:
-    """``score_batch`` for the dynamic batcher: one features pass and one model call."""
+    """``score_batch`` for the dynamic batcher: one features pass and one model call.
 
-    def __init__(self, pipeline: ScoringPipeline) -> None:
+    Raises:
+        RetryableError: the feature step's store failed now, or is known to be down from an
+            earlier call (then :class:`~stream_infer.errors.StoreUnavailableError`, at once).
+    """
+
+    def __init__(self, pipeline: ScoringPipeline, health: StoreHealth | None = None) -> None:
         self.pipeline = pipeline
+        self.health = health or StoreHealth()
 
     def __call__(self, txs: Sequence[Transaction]) -> list[Scored]:
+        self.health.check()
         positions = [(SIDECAR_PARTITION, SIDECAR_SEQ)] * len(txs)
         try:
             scored, _features_s, _model_s = self.pipeline.score_transactions(txs, positions)
+        except RetryableError as exc:
+            self.health.failed(exc)
+            raise
         finally:
             # Read-only: forget what was loaded, the stream owns the state.
             self.pipeline.features.state.drop_partitions([SIDECAR_PARTITION])
             self.pipeline.features.state.take_pending()
+        self.health.succeeded()
         return [
             Scored(s.score, dict(zip(FEATURE_NAMES, s.features.tolist(), strict=True)), s.flags)
             for s in scored

@@ -14,6 +14,8 @@ import pytest
 from stream_infer.config import Settings, load_settings
 from stream_infer.kafka.broker import EmbeddedBroker
 
+from .redis_server import RedisServer, redis_server_binary
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -116,3 +118,12 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A private redis-server this test may pause (the shared one on 6379 never is)."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (CI installs it); outage tests need their own")
+    with RedisServer() as server:
+        yield server

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from stream_infer.errors import StoreUnavailableError
 from stream_infer.labels.aggregator import PartitionUpdate
 from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
+
+from .redis_server import RedisServer
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -36,3 +40,37 @@ def test_updates_apply_once_and_stale_ones_are_refused(store: Any) -> None:
         20001: {"T1": (1, 0)},
     }
     assert store.apply([]) == set()
+
+
+def test_a_paused_redis_raises_store_unavailable(own_redis: RedisServer) -> None:
+    client = redis.Redis.from_url(own_redis.url, socket_timeout=0.3, socket_connect_timeout=0.3)
+    store = RedisLabelCounts(client, "outage")
+    update = PartitionUpdate(0, -1, 1, {(20000, "T1"): (2, 1)}, 20000)
+    with own_redis.outage():
+        for call in (
+            store.applied_offsets,
+            store.partition_days,
+            lambda: store.counts([20000]),
+            lambda: store.apply([update]),
+        ):
+            with pytest.raises(StoreUnavailableError) as info:
+                call()
+            assert isinstance(info.value.__cause__, redis.TimeoutError)
+    # The update sent into the outage may have run once Redis resumed; a retry is still safe.
+    assert store.apply([update]) in (set(), {0})
+    assert store.applied_offsets() == {0: 1}
+    assert store.counts([20000]) == {20000: {"T1": (2, 1)}}
+
+
+def test_a_locked_sqlite_raises_store_unavailable(tmp_path: Path) -> None:
+    store = SqliteLabelCounts(tmp_path / "labels.db", busy_timeout_s=0.05)
+    other = sqlite3.connect(tmp_path / "labels.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process holding the file's write lock
+    update = PartitionUpdate(0, -1, 1, {(20000, "T1"): (2, 1)}, 20000)
+    with pytest.raises(StoreUnavailableError) as info:
+        store.apply([update])
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    other.execute("ROLLBACK")
+    other.close()
+    assert store.apply([update]) == set()
+    assert store.counts([20000]) == {20000: {"T1": (2, 1)}}
