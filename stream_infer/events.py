@@ -22,6 +22,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_serializer,
+    field_validator,
 )
 
 from stream_infer.errors import DeadLetterError
@@ -115,7 +116,15 @@ class Score(_Event):
 
 
 class DeadLetter(_Event):
-    """An event we could not process, with everything needed to replay it."""
+    """An event we could not process, with everything needed to find and replay it.
+
+    ``original`` and ``original_key`` travel as base64. A letter is bounded in size
+    (:mod:`stream_infer.dead_letters`): when ``original_truncated`` is true, ``original`` is only
+    a prefix of the record's value, and the whole record is at source topic/partition/offset,
+    identified by ``original_size`` and ``original_sha256``; ``original_key_truncated`` likewise
+    for the key. Letters written before these fields existed decode with their defaults
+    (size and digest unknown, nothing truncated).
+    """
 
     original: bytes
     original_key: bytes | None = None
@@ -124,6 +133,21 @@ class DeadLetter(_Event):
     source_partition: int
     source_offset: int
     failed_at: datetime
+    original_size: int | None = Field(default=None, ge=0)
+    original_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    original_truncated: bool = False
+    original_key_truncated: bool = False
+
+    @field_validator("original", "original_key", mode="before")
+    @classmethod
+    def _from_b64(cls, value: object) -> object:
+        # JSON carries base64 text; Python callers pass the bytes themselves.
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except ValueError as exc:
+                raise ValueError(f"not base64: {exc}") from exc
+        return value
 
     @field_serializer("original", "original_key")
     def _b64(self, value: bytes | None) -> str | None:

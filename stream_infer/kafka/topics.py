@@ -3,6 +3,11 @@
 ``apply`` creates missing topics and checks existing ones. It refuses (ConfigError) when a
 partition count would break co-partitioning: the worker writes the score of input partition p to
 output partition p, so ``transactions`` and ``scores`` must have the same number of partitions.
+
+Every spec states ``max.message.bytes``, and it must equal ``kafka.message_max_bytes``: one size
+limit from the topics through the producer and consumer to the dead letters (the chain is
+documented in topics/transactions.toml and :mod:`stream_infer.kafka.clients`). An existing topic
+whose broker-side ``max.message.bytes`` differs, or is not set explicitly, is reported as drift.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from stream_infer.errors import ConfigError
 
 Action = Literal["created", "exists", "drift"]
 
+#: The topic config every spec must state (the size chain's first link).
+MAX_MESSAGE_BYTES = "max.message.bytes"
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -28,6 +36,11 @@ class TopicSpec:
     replication_factor: int = 1
     config: Mapping[str, str] = field(default_factory=dict)
     co_partitioned_with: tuple[str, ...] = ()
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest record batch the topic takes (``load_specs`` checked it is stated)."""
+        return int(self.config[MAX_MESSAGE_BYTES])
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,8 @@ def load_specs(
         rename: map spec names to the configured topic names (per-test topics).
 
     Raises:
-        ConfigError: a spec is malformed or co-partitioned topics disagree.
+        ConfigError: a spec is malformed, does not state a positive ``max.message.bytes``, or
+            co-partitioned topics disagree.
     """
     rename = rename or {}
     specs: list[TopicSpec] = []
@@ -73,12 +87,23 @@ def load_specs(
             )
         except (KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"bad topic spec {path}: {exc}") from exc
+        limit = specs[-1].config.get(MAX_MESSAGE_BYTES, "")
+        if not (limit.isdigit() and int(limit) > 0):
+            raise ConfigError(
+                f"topic spec {path} must state a positive {MAX_MESSAGE_BYTES!r} under [config] "
+                f"(got {limit!r}): the size chain starts there"
+            )
     check_co_partitioning({s.name: s.partitions for s in specs}, specs)
     return specs
 
 
 def specs_for(settings: Any) -> list[TopicSpec]:
-    """The specs, renamed to the configured topic names (``settings``: a Settings)."""
+    """The specs, renamed to the configured topic names (``settings``: a Settings).
+
+    Raises:
+        ConfigError: as :func:`load_specs`, or a spec's ``max.message.bytes`` is not
+            ``kafka.message_max_bytes`` (producer, consumer and topics must agree on one limit).
+    """
     t = settings.topics
     rename = {
         "transactions": t.transactions,
@@ -87,7 +112,15 @@ def specs_for(settings: Any) -> list[TopicSpec]:
         "scores-shadow": t.scores_shadow,
         "transactions-dlq": t.dead_letter,
     }
-    return load_specs(Path(t.specs_dir), t.partitions, rename)
+    specs = load_specs(Path(t.specs_dir), t.partitions, rename)
+    limit = settings.kafka.message_max_bytes
+    for spec in specs:
+        if spec.max_message_bytes != limit:
+            raise ConfigError(
+                f"topic {spec.name!r}: {MAX_MESSAGE_BYTES}={spec.max_message_bytes} but "
+                f"kafka.message_max_bytes={limit}: they must be the same number"
+            )
+    return specs
 
 
 def check_co_partitioning(counts: Mapping[str, int], specs: Sequence[TopicSpec]) -> None:
@@ -107,6 +140,9 @@ def apply(admin: Any, specs: Sequence[TopicSpec], timeout_s: float = 15.0) -> li
 
     Args:
         admin: a ``confluent_kafka.admin.AdminClient``.
+
+    Existing topics are checked for their partition count and their ``max.message.bytes``
+    (a difference is reported as ``drift``, not corrected).
 
     Raises:
         ConfigError: an existing topic's partition count breaks co-partitioning, or the
@@ -142,17 +178,44 @@ def apply(admin: Any, specs: Sequence[TopicSpec], timeout_s: float = 15.0) -> li
                     results.append(TopicResult(spec.name, "exists", spec.partitions))
                     continue
                 raise ConfigError(f"could not create topic {spec.name!r}: {exc}") from exc
-    for spec in specs:
-        if spec.name in existing:
-            have = existing[spec.name]
-            if have != spec.partitions:
-                results.append(
-                    TopicResult(spec.name, "drift", have, f"spec says {spec.partitions} partitions")
-                )
-            else:
-                results.append(TopicResult(spec.name, "exists", have))
+    present = [s for s in specs if s.name in existing]
+    limits = _max_message_bytes(admin, [s.name for s in present], timeout_s)
+    for spec in present:
+        have = existing[spec.name]
+        drift = []
+        if have != spec.partitions:
+            drift.append(f"spec says {spec.partitions} partitions")
+        if limits.get(spec.name) != str(spec.max_message_bytes):
+            drift.append(
+                f"{MAX_MESSAGE_BYTES} is {limits.get(spec.name) or 'not set'}, "
+                f"spec says {spec.max_message_bytes}"
+            )
+        if drift:
+            results.append(TopicResult(spec.name, "drift", have, "; ".join(drift)))
+        else:
+            results.append(TopicResult(spec.name, "exists", have))
     wait_for_topics(admin, [s.name for s in specs], timeout_s)
     return results
+
+
+def _max_message_bytes(admin: Any, names: Sequence[str], timeout_s: float) -> dict[str, str]:
+    """Each topic's broker-side ``max.message.bytes``, where the broker returns one (Tansu
+    returns only configs set explicitly; a topic it cannot describe is simply missing)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    if not names:
+        return {}
+    futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in names])
+    out: dict[str, str] = {}
+    for resource, future in futures.items():
+        try:
+            entry = future.result(timeout=timeout_s).get(MAX_MESSAGE_BYTES)
+        except (KafkaException, TimeoutError):
+            continue  # reported as drift ("not set"): we cannot vouch for it
+        if entry is not None and entry.value is not None:
+            out[resource.name] = str(entry.value)
+    return out
 
 
 def wait_for_topics(admin: Any, names: Sequence[str], timeout_s: float = 15.0) -> None:

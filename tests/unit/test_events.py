@@ -71,3 +71,21 @@ def test_dead_letter_keeps_original_bytes() -> None:
 
     assert base64.b64decode(payload["original"]) == b"\xff\x00raw"
     assert payload["source_offset"] == 41
+
+
+def test_dead_letter_round_trips_through_json() -> None:
+    letter = DeadLetter(
+        original=b"\xff\x00raw",
+        original_key=b"\x01k",
+        reason="not valid JSON",
+        source_topic="transactions",
+        source_partition=2,
+        source_offset=41,
+        failed_at=datetime(2026, 1, 1, tzinfo=UTC),
+        original_size=5,
+        original_sha256="0" * 64,
+        original_truncated=True,
+    )
+    assert DeadLetter.model_validate_json(encode(letter)) == letter
+    with pytest.raises(ValueError, match="not base64"):
+        DeadLetter.model_validate_json(encode(letter).replace(b'"/wByYXc="', b'"%%"'))

@@ -43,8 +43,11 @@ def test_mismatched_specs_are_refused(tmp_path: Path) -> None:
 
 
 class _Admin:
-    def __init__(self, existing: dict[str, int]) -> None:
+    """Topics and their explicitly set configs, as Tansu describes them."""
+
+    def __init__(self, existing: dict[str, int], configs: dict[str, dict[str, str]] | None = None):
         self.existing = existing
+        self.configs = configs if configs is not None else {}
         self.created: list[Any] = []
 
     def list_topics(self, timeout: float) -> Any:
@@ -60,7 +63,14 @@ class _Admin:
         self.created.extend(topics)
         for t in topics:
             self.existing[t.topic] = t.num_partitions
+            self.configs[t.topic] = dict(t.config)
         return {t.topic: SimpleNamespace(result=lambda timeout: None) for t in topics}
+
+    def describe_configs(self, resources: list[Any]) -> dict[Any, Any]:
+        def entries(name: str) -> dict[str, Any]:
+            return {k: SimpleNamespace(value=v) for k, v in self.configs.get(name, {}).items()}
+
+        return {r: SimpleNamespace(result=lambda timeout, n=r.name: entries(n)) for r in resources}
 
 
 def test_apply_refuses_existing_topic_breaking_co_partitioning() -> None:
@@ -91,3 +101,42 @@ def test_lag_from_statistics() -> None:
         }
     }
     assert consumer_lag(orjson.dumps(stats)) == {("transactions", 0): 12}
+
+
+def test_every_spec_states_the_one_size_limit() -> None:
+    settings = load_settings(topics={"specs_dir": str(SPECS)})
+    specs = specs_for(settings)
+    assert {s.max_message_bytes for s in specs} == {settings.kafka.message_max_bytes}
+    assert settings.kafka.message_max_bytes == 1_048_576
+
+
+def test_spec_without_max_message_bytes_is_refused(tmp_path: Path) -> None:
+    for f in SPECS.glob("*.toml"):
+        text = f.read_text()
+        if f.stem == "scores":
+            text = "\n".join(ln for ln in text.splitlines() if "max.message.bytes" not in ln)
+        (tmp_path / f.name).write_text(text)
+    with pytest.raises(ConfigError, match=r"must state a positive 'max\.message\.bytes'"):
+        load_specs(tmp_path)
+
+
+def test_specs_disagreeing_with_message_max_bytes_are_refused() -> None:
+    settings = load_settings(
+        topics={"specs_dir": str(SPECS)}, kafka={"message_max_bytes": 2_097_152}
+    )
+    with pytest.raises(ConfigError, match=r"kafka\.message_max_bytes=2097152"):
+        specs_for(settings)
+
+
+def test_apply_reports_size_drift_of_existing_topics() -> None:
+    specs = load_specs(SPECS)
+    configs = {s.name: dict(s.config) for s in specs}
+    configs["scores"]["max.message.bytes"] = "65536"
+    del configs["transactions-dlq"]["max.message.bytes"]  # Tansu: not set explicitly
+    admin = _Admin({s.name: s.partitions for s in specs}, configs)
+    results = {r.name: r for r in apply(admin, specs)}
+    assert results["scores"].action == "drift"
+    assert "max.message.bytes is 65536, spec says 1048576" in results["scores"].detail
+    assert results["transactions-dlq"].action == "drift"
+    assert "is not set" in results["transactions-dlq"].detail
+    assert results["transactions"].action == "exists"
