@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from stream_infer.cli_model import model as model_commands
 from stream_infer.config import Settings, load_settings
 from stream_infer.errors import StreamInferError
 
@@ -27,6 +28,9 @@ def cli(ctx: click.Context, log_level: str) -> None:
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     ctx.obj = load_settings()
+
+
+cli.add_command(model_commands)
 
 
 @cli.group()
@@ -124,6 +128,8 @@ def worker(ctx: click.Context, max_events: int | None) -> None:
 @click.option("--train-start-day", type=int, default=None, help="default: after 30-day warm-up")
 @click.option("--via-feast/--direct", default=False, help="build the set with Feast (slower)")
 @click.option("--seed", type=int, default=0)
+@click.option("--promote", is_flag=True, help="make it champion (default: a candidate)")
+@click.option("--reason", default="", help="why, for the history (with --promote)")
 @click.pass_context
 def train(
     ctx: click.Context,
@@ -133,22 +139,34 @@ def train(
     train_start_day: int | None,
     via_feast: bool,
     seed: int,
+    promote: bool,
+    reason: str,
 ) -> None:
-    """Train on generated (or given) transactions, export ONNX, register as production."""
+    """Train on generated (or given) transactions, export ONNX, register a candidate (the
+    champion with --promote, or when the model has none yet)."""
+    from stream_infer.model.registry import open_registry
     from stream_infer.training.workflow import run_training
 
+    settings = _settings(ctx)
     result = run_training(
-        _settings(ctx),
+        settings,
         quick=quick,
         transactions=transactions,
         kind=kind,
         train_start_day=train_start_day,
         via_feast=via_feast,
         seed=seed,
+        promote=promote,
+        reason=reason,
         echo=click.echo,
     )
     m = result.version.manifest
-    click.echo(f"registered {m.name} v{m.version} sha256={m.sha256[:12]} metrics={m.metrics}")
+    champion = open_registry(settings.model).roles(m.name).champion
+    role = "champion" if champion == m.version else f"candidate (champion stays v{champion})"
+    click.echo(
+        f"registered {m.name} v{m.version} ({m.semver}) as {role} sha256={m.sha256[:12]} "
+        f"metrics={m.metrics}"
+    )
 
 
 @cli.command()

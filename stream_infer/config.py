@@ -94,10 +94,22 @@ class WorkerSettings(_Frozen):
         default="at-least-once",
         description="exactly-once: scores, dead letters and offsets in one Kafka transaction",
     )
+    instance_id: str | None = Field(
+        default=None,
+        description="static group membership (group.instance.id): a restarted instance takes "
+        "its partitions back at once instead of waiting for a rebalance; also names its "
+        "transactional.id. Stable per replica (e.g. a StatefulSet pod name)",
+    )
     transactional_id: str | None = Field(
         default=None,
         description="exactly-once: this instance's transactional.id (stable across restarts "
-        "so a restarted instance fences its zombie); None = <group_id>-<hostname>",
+        "so a restarted instance fences its zombie); None = <group_id>-<instance_id or "
+        "hostname>",
+    )
+    input_isolation: Literal["read_committed", "read_uncommitted"] = Field(
+        default="read_committed",
+        description="isolation.level of the input consumer; read_committed also makes a "
+        "restarted consumer wait for its predecessor's transactional offsets to settle",
     )
     transaction_interval_ms: float = Field(
         default=100.0, gt=0, description="exactly-once: how long one transaction spans batches"
@@ -118,6 +130,12 @@ class WorkerSettings(_Frozen):
         default=65_536, ge=0, description="how much of an oversized original a dead letter keeps"
     )
     statistics_interval_ms: int = Field(default=1000, ge=0)
+    max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=10_000,
+        description="also the group's rebalance timeout: how long a rebalance waits for a "
+        "member that stopped polling (a SIGKILLed one) before going on without it",
+    )
     queued_max_messages_kbytes: int = Field(default=16384, ge=1024)
 
 
@@ -125,12 +143,23 @@ class ModelSettings(_Frozen):
     """Which artifact to serve and where it runs."""
 
     registry_dir: Path = Path("registry")
+    registry_backend: Literal["folder", "mlflow"] = Field(
+        default="folder",
+        description="folder: registry_dir; mlflow: an MLflow model registry (the mlflow extra; "
+        "registry_dir then holds its local artifact copies and write locks)",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="mlflow backend's tracking URI; None = sqlite in registry_dir"
+    )
     name: str = "fraud"
-    version: int | None = Field(default=None, description="None = the production stage")
+    version: int | None = Field(default=None, description="None = the champion")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threshold: float = Field(default=0.5, ge=0, le=1)
     intra_op_threads: int = Field(default=1, ge=0)
     warmup_batches: int = Field(default=3, ge=0)
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, description="how often workers and sidecars read the registry's roles"
+    )
 
 
 class MetricsSettings(_Frozen):
@@ -206,6 +235,29 @@ class LabelSettings(_Frozen):
     uvloop: bool = Field(default=True, description="run faust's event loop on uvloop if installed")
 
 
+class RolloutSettings(_Frozen):
+    """Canary judgement: windows of challenger scores checked for drift (PSI) and errors;
+    enough consecutive breaching windows roll the challenger back (stream_infer.model.rollout)."""
+
+    enabled: bool = True
+    psi_max: float = Field(
+        default=0.25, gt=0, description="PSI above this breaches (> 0.25 = significant shift)"
+    )
+    error_rate_max: float = Field(
+        default=0.01, ge=0, le=1, description="inference errors / calls above this breaches"
+    )
+    consecutive_windows: int = Field(
+        default=3,
+        ge=1,
+        description="breaching windows in a row that roll back (a healthy window resets the count)",
+    )
+    window_scores: int = Field(default=2000, ge=1, description="a window closes at this many")
+    window_seconds: float = Field(default=30.0, gt=0, description="... or after this long")
+    min_window_scores: int = Field(
+        default=200, ge=1, description="a window with fewer events is reported, not judged"
+    )
+
+
 class Settings(BaseSettings):
     """Root of the tree. Build it once with :func:`load_settings`."""
 
@@ -226,6 +278,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     features: FeatureSettings = FeatureSettings()
     labels: LabelSettings = LabelSettings()
+    rollout: RolloutSettings = RolloutSettings()
     kafka_bootstrap: str | None = Field(
         default=None,
         validation_alias="KAFKA_BOOTSTRAP",

@@ -19,7 +19,7 @@ from stream_infer.config import Settings
 from stream_infer.errors import ModelNotFoundError
 from stream_infer.kafka.broker import free_port
 from stream_infer.labels.app import labels_counted
-from stream_infer.model.registry import ModelRegistry
+from stream_infer.model.registry import open_registry
 from stream_infer.process import ChildProcess
 from stream_infer.runtime import apply_topics, kafka_cluster
 
@@ -34,7 +34,7 @@ MALFORMED = (b"{not json", b"", b'{"transaction_id": "x", "tx_amount": -3}')
 
 
 def _ensure_model(settings: Settings, echo: Any) -> None:
-    registry = ModelRegistry(settings.model.registry_dir)
+    registry = open_registry(settings.model)
     try:
         registry.get(settings.model.name)
     except ModelNotFoundError:

@@ -48,6 +48,11 @@ class ModelNotFoundError(StreamInferError):
     """No model (or version) by that name is registered."""
 
 
+class ModelRoleError(StreamInferError):
+    """A registry role change was refused (percent out of range, nothing to roll back to,
+    clearing the champion, ...); nothing was changed."""
+
+
 class DeliveryError(FatalError):
     """Kafka refused or lost a produced record after the client's own retries."""
 

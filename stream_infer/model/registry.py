@@ -1,74 +1,79 @@
-"""A local, versioned model registry: one folder per version, a manifest, and stages.
+"""A local, versioned model registry: one folder per version, a manifest, and serving roles.
 
 Layout::
 
     <registry>/<name>/<version>/model.onnx
-    <registry>/<name>/<version>/manifest.json
-    <registry>/<name>/stages.json            {"production": 3, "shadow": 4}
+    <registry>/<name>/<version>/manifest.json    see stream_infer.model.manifest
+    <registry>/<name>/<version>/status.json      load outcomes, by reporter
+    <registry>/<name>/roles.json                 {"revision": 7, "champion": 3, ...}
+    <registry>/<name>/history.json               every role change, oldest first
+    <registry>/<name>/.lock                      held by every writer (filelock)
+    <registry>/<name>/stages.json                older registries: {"production": 3}
 
-The manifest records the artifact's sha256, its input signature, the ordered feature names
-the input matrix's columns mean, training metrics and the training data's hash. Loading
-verifies the artifact against it (see :mod:`stream_infer.model.session`).
+Loading verifies the artifact against the manifest (see :mod:`stream_infer.model.session`).
+Every file is written then renamed, so a reader never sees half a file, and every write holds
+the model's file lock, so several writers (two ``stream-infer model promote`` at once) keep one
+consistent history. ``roles.json`` stays small: a watcher reads it every second.
+
+A registry from before roles (``stages.json``) reads as its ``production`` version being the
+champion and its ``shadow`` the shadow; its first role change writes ``roles.json``.
+:func:`open_registry` picks the folder or the MLflow backend from the settings.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from filelock import FileLock, Timeout
+from pydantic import TypeAdapter, ValidationError
 
-from stream_infer.errors import ModelArtifactError, ModelNotFoundError
+from stream_infer.errors import ModelArtifactError, ModelNotFoundError, RetryableError
+from stream_infer.model.backend import RegistryBase, check_name, is_valid_name
+from stream_infer.model.interface import Registry
+from stream_infer.model.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    Manifest,
+    ModelVersion,
+    sha256_of,
+)
+from stream_infer.model.roles import RoleEvent, RoleState, VersionStatus
 
-Stage = Literal["production", "staging", "shadow"]
-MODEL_FILE = "model.onnx"
-MANIFEST_FILE = "manifest.json"
+if TYPE_CHECKING:
+    from stream_infer.config import ModelSettings
+
+__all__ = [
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "Manifest",
+    "ModelRegistry",
+    "ModelVersion",
+    "Registry",
+    "open_registry",
+    "sha256_of",
+]
+
+ROLES_FILE = "roles.json"
+HISTORY_FILE = "history.json"
+STATUS_FILE = "status.json"
 STAGES_FILE = "stages.json"
+LOCK_FILE = ".lock"
+#: How long a writer waits for another one before giving up.
+LOCK_TIMEOUT_S = 30.0
 
-
-class Manifest(BaseModel):
-    """What a registered version promises about its artifact."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    version: int = Field(ge=1)
-    created_at: datetime
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    input_name: str
-    output_name: str
-    feature_names: tuple[str, ...]
-    metrics: dict[str, float] = Field(default_factory=dict)
-    training_data_hash: str | None = None
-    feature_service: str | None = None
-    description: str = ""
-
-
-class ModelVersion(BaseModel):
-    """A registered version and where its files are."""
-
-    model_config = ConfigDict(frozen=True)
-
-    manifest: Manifest
-    path: Path
-
-    @property
-    def artifact(self) -> Path:
-        return self.path / MODEL_FILE
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+_HISTORY = TypeAdapter(list[RoleEvent])
+_STATUSES = TypeAdapter(dict[str, VersionStatus])
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    # Write-then-rename so a crash never leaves a half-written manifest or stage file.
+    # Write-then-rename so a crash never leaves a half-written manifest or roles file.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -80,114 +85,160 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-class ModelRegistry:
-    """Versioned ONNX artifacts on a local folder. Safe for one writer at a time."""
+def _read_json(path: Path) -> object:
+    """The parsed file, or None if it does not exist.
+
+    Raises:
+        ModelArtifactError: it exists but is not JSON.
+    """
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except orjson.JSONDecodeError as exc:
+        raise ModelArtifactError(f"unreadable {path}: {exc}") from exc
+
+
+class ModelRegistry(RegistryBase):
+    """Versioned ONNX artifacts and their roles on a local folder; safe for several writers."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def _dir(self, name: str) -> Path:
+        return self.root / check_name(name)
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and is_valid_name(p.name) and self.versions(p.name)
+        )
+
     def versions(self, name: str) -> list[int]:
-        """Registered versions of ``name``, ascending (empty if none)."""
-        folder = self.root / name
+        folder = self._dir(name)
         if not folder.is_dir():
             return []
         return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
 
-    def register(
-        self,
-        name: str,
-        onnx_bytes: bytes,
-        feature_names: Sequence[str],
-        *,
-        input_name: str = "input",
-        output_name: str = "probabilities",
-        metrics: Mapping[str, float] | None = None,
-        training_data_hash: str | None = None,
-        feature_service: str | None = None,
-        description: str = "",
-        stage: Stage | None = "production",
-    ) -> ModelVersion:
-        """Store a new version (next number) and optionally move ``stage`` to it."""
-        version = (self.versions(name) or [0])[-1] + 1
-        folder = self.root / name / str(version)
-        manifest = Manifest(
-            name=name,
-            version=version,
-            created_at=datetime.now(UTC),
-            sha256=sha256_of(onnx_bytes),
-            input_name=input_name,
-            output_name=output_name,
-            feature_names=tuple(feature_names),
-            metrics=dict(metrics or {}),
-            training_data_hash=training_data_hash,
-            feature_service=feature_service,
-            description=description,
-        )
-        _atomic_write(folder / MODEL_FILE, onnx_bytes)
-        _atomic_write(
-            folder / MANIFEST_FILE,
-            orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2),
-        )
-        if stage is not None:
-            self.set_stage(name, stage, version)
-        return ModelVersion(manifest=manifest, path=folder)
-
-    def stages(self, name: str) -> dict[str, int]:
-        path = self.root / name / STAGES_FILE
-        if not path.exists():
-            return {}
-        raw = orjson.loads(path.read_bytes())
-        return {str(k): int(v) for k, v in raw.items()}
-
-    def set_stage(self, name: str, stage: Stage, version: int) -> None:
-        """Point ``stage`` at ``version`` (promotion or rollback)."""
-        if version not in self.versions(name):
-            raise ModelNotFoundError(f"model {name!r} has no version {version}")
-        stages = self.stages(name)
-        stages[stage] = version
-        _atomic_write(self.root / name / STAGES_FILE, orjson.dumps(stages))
-
-    def get(
-        self, name: str, version: int | None = None, stage: Stage = "production"
-    ) -> ModelVersion:
-        """A version by number, or the one ``stage`` points at.
-
-        Raises:
-            ModelNotFoundError: no such model, version or stage.
-            ModelArtifactError: the manifest is unreadable.
-        """
-        if version is None:
-            stages = self.stages(name)
-            if stage not in stages:
-                raise ModelNotFoundError(
-                    f"model {name!r} has no {stage} version in {self.root} "
-                    "(run `stream-infer train --quick`)"
-                )
-            version = stages[stage]
-        folder = self.root / name / str(version)
-        manifest_path = folder / MANIFEST_FILE
-        if not manifest_path.exists():
-            raise ModelNotFoundError(f"model {name!r} version {version} is not registered")
+    @contextmanager
+    def _lock(self, name: str) -> Iterator[object]:
+        folder = self._dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder / LOCK_FILE, timeout=LOCK_TIMEOUT_S)
         try:
-            manifest = Manifest.model_validate_json(manifest_path.read_bytes())
+            lock.acquire()
+        except Timeout as exc:
+            raise RetryableError(
+                f"{folder / LOCK_FILE} held by another writer for {LOCK_TIMEOUT_S:.0f}s"
+            ) from exc
+        try:
+            yield lock
+        finally:
+            lock.release()
+
+    def _manifest(self, name: str, version: int) -> Manifest:
+        path = self._dir(name) / str(version) / MANIFEST_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise ModelNotFoundError(f"model {name!r} version {version} is not registered") from exc
+        try:
+            return Manifest.model_validate_json(raw)
         except ValueError as exc:
-            raise ModelArtifactError(f"unreadable manifest {manifest_path}: {exc}") from exc
-        return ModelVersion(manifest=manifest, path=folder)
+            raise ModelArtifactError(f"unreadable manifest {path}: {exc}") from exc
 
-    def verify(self, model: ModelVersion) -> bytes:
-        """The artifact's bytes, after checking them against the manifest's sha256.
+    def _local(self, name: str, manifest: Manifest) -> ModelVersion:
+        folder = self._dir(name) / str(manifest.version)
+        return ModelVersion(manifest=manifest, path=folder, source=str(folder))
 
-        Raises:
-            ModelArtifactError: the file is missing or its hash differs.
-        """
+    def _store(
+        self, name: str, onnx_bytes: bytes, make_manifest: Callable[[int], Manifest]
+    ) -> ModelVersion:
+        version = (self.versions(name) or [0])[-1] + 1
+        manifest = make_manifest(version)
+        staging = Path(tempfile.mkdtemp(dir=self._dir(name), prefix=f".{version}."))
         try:
-            data = model.artifact.read_bytes()
-        except OSError as exc:
-            raise ModelArtifactError(f"cannot read {model.artifact}: {exc}") from exc
-        actual = sha256_of(data)
-        if actual != model.manifest.sha256:
-            raise ModelArtifactError(
-                f"{model.artifact} has sha256 {actual} but its manifest says "
-                f"{model.manifest.sha256}: refusing a tampered or corrupt artifact"
+            (staging / MODEL_FILE).write_bytes(onnx_bytes)
+            (staging / MANIFEST_FILE).write_bytes(
+                orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
             )
-        return data
+            # A version appears whole or not at all: its folder is renamed into place.
+            staging.rename(self._dir(name) / str(version))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self._local(name, manifest)
+
+    def _read_roles(self, name: str) -> RoleState:
+        folder = self._dir(name)
+        raw = _read_json(folder / ROLES_FILE)
+        try:
+            if raw is not None:
+                return RoleState.model_validate(raw)
+            return self._legacy_roles(folder)
+        except ValidationError as exc:
+            raise ModelArtifactError(f"unreadable roles of {name!r} in {folder}: {exc}") from exc
+
+    @staticmethod
+    def _legacy_roles(folder: Path) -> RoleState:
+        raw = _read_json(folder / STAGES_FILE)
+        stages = {str(k): int(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        champion = stages.get("production")
+        shadow = stages.get("shadow")
+        return RoleState(champion=champion, shadow=None if shadow == champion else shadow)
+
+    def history(self, name: str) -> list[RoleEvent]:
+        folder = self._dir(name)
+        raw = _read_json(folder / HISTORY_FILE)
+        if raw is None:
+            return []
+        try:
+            events = _HISTORY.validate_python(raw)
+        except ValidationError as exc:
+            raise ModelArtifactError(f"unreadable history in {folder}: {exc}") from exc
+        # An event whose roles.json write never happened (a crash between the two renames)
+        # did not take effect: it is not history.
+        revision = self._read_roles(name).revision
+        return [e for e in events if e.revision <= revision]
+
+    def _write_roles(self, name: str, state: RoleState, event: RoleEvent) -> None:
+        folder = self._dir(name)
+        events = [e for e in self.history(name) if e.revision < event.revision]
+        # History first: if the roles write is lost, history() drops the extra event.
+        _atomic_write(folder / HISTORY_FILE, _HISTORY.dump_json([*events, event], indent=1))
+        _atomic_write(folder / ROLES_FILE, state.model_dump_json().encode())
+
+    def statuses(self, name: str, version: int) -> dict[str, VersionStatus]:
+        path = self._dir(name) / str(version) / STATUS_FILE
+        raw = _read_json(path)
+        if raw is None:
+            return {}
+        try:
+            return _STATUSES.validate_python(raw)
+        except ValidationError as exc:
+            raise ModelArtifactError(f"unreadable {path}: {exc}") from exc
+
+    def _write_statuses(self, name: str, version: int, statuses: dict[str, VersionStatus]) -> None:
+        path = self._dir(name) / str(version) / STATUS_FILE
+        _atomic_write(path, _STATUSES.dump_json(statuses, indent=1))
+
+
+def open_registry(settings: ModelSettings) -> Registry:
+    """The registry ``settings.registry_backend`` names: the folder ``registry_dir``, or MLflow
+    at ``mlflow_tracking_uri`` (default: SQLite in ``registry_dir``; needs the ``mlflow``
+    extra).
+
+    Raises:
+        ConfigError: the MLflow backend is selected but mlflow is not installed.
+    """
+    if settings.registry_backend == "mlflow":
+        from stream_infer.model.mlflow_registry import MLflowRegistry
+
+        return MLflowRegistry.from_settings(settings)
+    return ModelRegistry(settings.registry_dir)

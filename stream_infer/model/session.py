@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_infer.errors import ModelArtifactError
-from stream_infer.model.registry import ModelRegistry, ModelVersion
+from stream_infer.model.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def check_signature(session: Any, model: ModelVersion, expected_features: Sequen
 
 
 def load_model(
-    registry: ModelRegistry,
+    registry: Registry,
     name: str,
     expected_features: Sequence[str],
     *,
@@ -167,7 +167,7 @@ def load_model(
     warmup_batches: int = 3,
     ort: OrtModule | None = None,
 ) -> LoadedModel:
-    """Load, verify and warm up a registered model (production stage when no version).
+    """Load, verify and warm up a registered model (the champion when no version).
 
     Raises:
         ModelNotFoundError: nothing registered under that name/version.

@@ -1,33 +1,48 @@
-"""``stream-infer train``: data in, registered model out.
+"""``stream-infer train``: data in, registered candidate out.
 
 Quick mode generates a small dataset with the handbook simulator (loadgen) so a fresh clone can
 serve a model in seconds; the full run takes a loadgen parquet (1.78M transactions: about half
 a minute end to end with the default logistic regression, see docs/TRAINING.md).
+
+The new version is a *candidate*: it serves only once promoted (``--promote`` here, or
+``stream-infer model promote``), except a model's first version, which becomes champion so a
+fresh registry serves what was just trained. Its manifest records what reproducing and judging
+it needs: the hyperparameters and split, the code commit, the training data's hash, the test
+metrics, and the reference distribution of its scores on the test week (deciles and the counts
+in the bins they make, which the drift check compares live scores against).
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from stream_infer.config import Settings
 from stream_infer.features.definitions import (
     CUSTOMER_HORIZON_S,
+    FEATURE_NAMES,
     SECONDS_PER_DAY,
     TERMINAL_HORIZON_DAYS,
 )
-from stream_infer.model.registry import ModelRegistry
+from stream_infer.model.export import to_onnx
+from stream_infer.model.registry import Registry, open_registry
 from stream_infer.training.trainer import (
     HANDBOOK_TRAIN_START,
     ModelKind,
     SplitConfig,
     TrainResult,
     day_index,
-    train_and_register,
+    fit_and_evaluate,
+    frame_hash,
+    handbook_split,
 )
 
 #: Small enough to run in seconds, large enough for a 30-day warm-up and the split.
@@ -103,6 +118,115 @@ def resolve_train_start(
     return SplitConfig(default_train_start_day(frame, SplitConfig(0).span_days))
 
 
+def code_commit(where: Path | None = None) -> str | None:
+    """``git rev-parse HEAD`` of the checkout holding this code, or None (no git, not a
+    checkout: an installed wheel)."""
+    folder = where or Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit or None
+
+
+def reference_distribution(
+    scores: npt.ArrayLike,
+) -> tuple[list[float], list[int]]:
+    """The 9 decile cut points of ``scores`` and how many fall in each of the 10 bins they
+    make, half-open ``[cutᵢ₋₁, cutᵢ)`` (a score equal to a cut point falls in the bin above,
+    as the drift check counts live scores).
+
+    Raises:
+        ValueError: ``scores`` is empty.
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("a reference distribution needs at least one score")
+    cuts = np.quantile(values, np.arange(1, 10) / 10)
+    counts = np.bincount(np.searchsorted(cuts, values, side="right"), minlength=10)
+    return [float(c) for c in cuts], [int(n) for n in counts]
+
+
+def hyperparameters(
+    estimator: Any, kind: ModelKind, seed: int, split: SplitConfig
+) -> dict[str, Any]:
+    """What refitting needs: the kind, seed and split, and the classifier's own parameters
+    (those with plain values; ``estimator.`` prefixed)."""
+    params: dict[str, Any] = {
+        "kind": kind,
+        "seed": seed,
+        "train_start_day": split.train_start_day,
+        "train_days": split.train_days,
+        "delay_days": split.delay_days,
+        "test_days": split.test_days,
+    }
+    classifier = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    for key, value in sorted(classifier.get_params(deep=False).items()):
+        if value is None or isinstance(value, bool | int | float | str):
+            params[f"estimator.{key}"] = value
+        elif isinstance(value, tuple | list) and all(isinstance(v, int | float) for v in value):
+            params[f"estimator.{key}"] = list(value)
+    return params
+
+
+def train_candidate(
+    frame: pd.DataFrame,
+    registry: Registry,
+    name: str,
+    split: SplitConfig,
+    kind: ModelKind = "logreg",
+    *,
+    feature_service: str | None = None,
+    seed: int = 0,
+    promote: bool = False,
+    actor: str | None = None,
+    reason: str = "",
+) -> TrainResult:
+    """Split, fit, evaluate, export to ONNX, and register a candidate (champion if
+    ``promote``, or if the model has none yet).
+
+    ``frame`` holds the 15 features plus tx_datetime, customer_id and tx_fraud.
+
+    Raises:
+        ValueError: the split leaves no training or no test rows.
+    """
+    train, test = handbook_split(frame, split)
+    if train.empty or test.empty or train["tx_fraud"].nunique() < 2:
+        raise ValueError(
+            f"split {split} leaves {len(train)} training rows ({int(train['tx_fraud'].sum())} "
+            f"frauds) and {len(test)} test rows: generate more days"
+        )
+    estimator, metrics = fit_and_evaluate(train, test, kind, seed)
+    metrics["train_transactions"] = float(len(train))
+    metrics["train_frauds"] = float(train["tx_fraud"].sum())
+    scores = estimator.predict_proba(test[list(FEATURE_NAMES)].to_numpy(np.float32))[:, 1]
+    deciles, histogram = reference_distribution(scores)
+    version = registry.register(
+        name,
+        to_onnx(estimator, len(FEATURE_NAMES)),
+        FEATURE_NAMES,
+        metrics=metrics,
+        training_data_hash=frame_hash(train, [*FEATURE_NAMES, "tx_fraud"]),
+        feature_service=feature_service,
+        description=f"{kind} on {len(train)} rows",
+        hyperparameters=hyperparameters(estimator, kind, seed, split),
+        code_commit=code_commit(),
+        reference_deciles=deciles,
+        reference_histogram=histogram,
+        promote=promote,
+        actor=actor,
+        reason=reason,
+    )
+    return TrainResult(version, metrics, len(train), len(test))
+
+
 def run_training(
     settings: Settings,
     *,
@@ -113,9 +237,13 @@ def run_training(
     train_start: date | None = None,
     via_feast: bool = False,
     seed: int = 0,
+    promote: bool = False,
+    actor: str | None = None,
+    reason: str = "",
     echo: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Build the training frame with the shared definitions, train, and register.
+    """Build the training frame with the shared definitions, train, and register a candidate
+    in the configured registry (see :func:`train_candidate`).
 
     The training week starts at ``train_start`` (a date), or ``train_start_day`` (a day index
     from the data's first day), or by default as :func:`default_train_start_day` says.
@@ -132,14 +260,17 @@ def run_training(
         days=split.train_start_day
     )
     echo(f"features in {time.perf_counter() - began:.1f}s; training week from {t0.date()}")
-    result = train_and_register(
+    result = train_candidate(
         frame,
-        ModelRegistry(settings.model.registry_dir),
+        open_registry(settings.model),
         settings.model.name,
         split,
         kind,
         feature_service=FEATURE_SERVICE,
         seed=seed,
+        promote=promote,
+        actor=actor,
+        reason=reason,
     )
     echo(
         f"{kind}: {result.train_rows:,} training / {result.test_rows:,} test transactions, "

@@ -2,35 +2,83 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
+from stream_infer.config import ModelSettings
 from stream_infer.errors import ModelArtifactError, ModelNotFoundError
 from stream_infer.features.definitions import FEATURE_NAMES
-from stream_infer.model.registry import MODEL_FILE, ModelRegistry
+from stream_infer.model.registry import MODEL_FILE, ModelRegistry, open_registry
 from stream_infer.model.session import CPU, CUDA, choose_providers, load_model, open_session
 
+NEW_MANIFEST_FIELDS = (
+    "semver",
+    "code_commit",
+    "hyperparameters",
+    "reference_deciles",
+    "reference_histogram",
+    "created_by",
+)
 
-def test_load_production_version_scores_rows(registry: ModelRegistry) -> None:
+
+def test_load_champion_scores_rows(registry: ModelRegistry) -> None:
     model = load_model(registry, "fraud", FEATURE_NAMES)
     assert model.version == 1 and model.provider == CPU
     scores = model.predict(np.zeros((4, len(FEATURE_NAMES)), dtype=np.float32))
     assert scores.shape == (4,) and np.all((scores >= 0) & (scores <= 1))
 
 
-def test_versions_and_stages(registry: ModelRegistry, onnx_bytes: bytes) -> None:
-    v2 = registry.register("fraud", onnx_bytes, FEATURE_NAMES, stage="shadow")
+def test_versions_and_roles(registry: ModelRegistry, onnx_bytes: bytes) -> None:
+    v2 = registry.register("fraud", onnx_bytes, FEATURE_NAMES)
     assert registry.versions("fraud") == [1, 2]
-    assert registry.get("fraud").manifest.version == 1
-    assert registry.get("fraud", stage="shadow").manifest.version == v2.manifest.version
-    registry.set_stage("fraud", "production", 2)
+    assert registry.get("fraud").manifest.version == 1  # a later version is a candidate
+    registry.shadow("fraud", v2.manifest.version)
+    assert registry.serving("fraud").shadow == 2
+    registry.promote("fraud", 2)
     assert registry.get("fraud").manifest.version == 2
+    assert load_model(registry, "fraud", FEATURE_NAMES).version == 2
     with pytest.raises(ModelNotFoundError):
         registry.get("nope")
     with pytest.raises(ModelNotFoundError):
-        registry.set_stage("fraud", "production", 9)
+        registry.promote("fraud", 9)
+
+
+def test_registry_from_before_roles_still_serves(tmp_path: Path, onnx_bytes: bytes) -> None:
+    """stages.json (production/shadow) and manifests without the lifecycle fields."""
+    reg = ModelRegistry(tmp_path)
+    for _ in range(3):
+        reg.register("fraud", onnx_bytes, FEATURE_NAMES)
+    folder = tmp_path / "fraud"
+    (folder / "roles.json").unlink()
+    (folder / "history.json").unlink()
+    (folder / "stages.json").write_bytes(orjson.dumps({"production": 2, "shadow": 3}))
+    old = orjson.loads((folder / "1" / "manifest.json").read_bytes())
+    for key in NEW_MANIFEST_FIELDS:
+        old.pop(key)
+    (folder / "1" / "manifest.json").write_bytes(orjson.dumps(old))
+    served = reg.serving("fraud")
+    assert (served.champion, served.shadow, served.revision) == (2, 3, 0)
+    assert load_model(reg, "fraud", FEATURE_NAMES).version == 2
+    assert reg.get("fraud", 1).manifest.semver is None
+    assert reg.history("fraud") == []
+    reg.promote("fraud", 1, reason="back to v1")
+    served = reg.serving("fraud")
+    assert (served.champion, served.shadow, served.revision) == (1, 3, 1)
+    assert reg.rollback("fraud").to_version == 2
+    # v4 is computed against v3's semver; v3 was registered with one.
+    assert reg.register("fraud", onnx_bytes, FEATURE_NAMES).manifest.semver == "1.0.3"
+
+
+def test_open_registry_follows_the_settings(tmp_path: Path) -> None:
+    settings = ModelSettings(registry_dir=tmp_path)
+    assert isinstance(open_registry(settings), ModelRegistry)
+    (tmp_path / "not a model").mkdir()
+    (tmp_path / "empty").mkdir()
+    assert open_registry(settings).names() == []
 
 
 def test_tampered_artifact_is_refused(registry: ModelRegistry) -> None:
