@@ -144,8 +144,48 @@ class WorkerMetrics:
             registry=r,
         )
 
+        self.serving = Gauge(
+            "stream_infer_model_serving",
+            "1 for each version this process serves, by role",
+            ["version", "role", "semver"],
+            registry=r,
+        )
+        self.canary_percent = Gauge(
+            "stream_infer_canary_percent", "Share of customers routed to the challenger", registry=r
+        )
+        self.serving_revision = Gauge(
+            "stream_infer_serving_revision", "Registry revision of the serving set", registry=r
+        )
+        self.psi = Gauge(
+            "stream_infer_model_psi",
+            "Population stability index of the last closed window vs the version's reference",
+            ["version", "role"],
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "stream_infer_model_load_failures",
+            "Versions refused at load (hash, signature, probe); the old set kept serving",
+            ["version"],
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "stream_infer_model_rollbacks", "Automatic rollbacks of a challenger", registry=r
+        )
+
     def set_model(self, name: str, version: int, provider: str) -> None:
         self.model_info.info({"name": name, "version": str(version), "provider": provider})
+
+    def set_serving(
+        self, members: Iterable[tuple[str, int, str]], percent: int, revision: int
+    ) -> None:
+        """The serving set: (role, version, semver) of each member."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Removal of labels", UserWarning)
+            self.serving.clear()
+        for role, version, semver in members:
+            self.serving.labels(str(version), role, semver).set(1)
+        self.canary_percent.set(percent)
+        self.serving_revision.set(revision)
 
     def observe_latencies(self, seconds: Sequence[float]) -> None:
         observe_many(self.end_to_end_seconds, seconds)

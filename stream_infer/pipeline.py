@@ -15,14 +15,34 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from stream_infer.errors import DeadLetterError
-from stream_infer.events import DeadLetter, Transaction, encode, encode_score
+from stream_infer.dead_letters import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_PREFIX_BYTES,
+    build_dead_letter,
+    check_limits,
+)
+from stream_infer.errors import DeadLetterError, ModelError, RetryableError
+from stream_infer.events import Transaction, encode_score
 from stream_infer.features.definitions import FEATURE_NAMES
 from stream_infer.features.online import FeatureComputer, TxInput
+from stream_infer.model.routed import ErrorHook, RoutedScores
+from stream_infer.model.routed import score as routed_score
+from stream_infer.model.serving import ServingModels
 from stream_infer.model.session import LoadedModel
+from stream_infer.records import Headers, OutRecord
 from stream_infer.wire import WireTransaction, decode, epoch_seconds
 
-Headers = list[tuple[str, bytes]]
+# OutRecord and Headers live in stream_infer.records; re-exported for existing importers.
+__all__ = [
+    "BatchResult",
+    "BatchScores",
+    "Headers",
+    "OutRecord",
+    "RecordLike",
+    "Scored",
+    "ScoringPipeline",
+    "dead_letter_reason_kind",
+]
 
 
 class RecordLike(Protocol):
@@ -34,17 +54,7 @@ class RecordLike(Protocol):
     def partition(self) -> int | None: ...
     def offset(self) -> int | None: ...
     def timestamp(self) -> tuple[int, int]: ...
-    def headers(self) -> list[tuple[str, bytes]] | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    """A record to produce: scores keep the input's partition (co-partitioning)."""
-
-    value: bytes
-    key: bytes | None
-    partition: int | None
-    headers: Headers | None
+    def headers(self) -> Headers | None: ...
 
 
 @dataclass
@@ -52,6 +62,13 @@ class BatchResult:
     """What one batch produced, plus what the metrics need."""
 
     scores: list[OutRecord] = field(default_factory=list)
+    #: Row-aligned with ``scores``: the input record each came from (to dead-letter it if
+    #: Kafka refuses its score).
+    sources: list[Any] = field(default_factory=list)
+    #: Shadow scores for ``scores-shadow`` (empty without a shadow).
+    shadow: list[OutRecord] = field(default_factory=list)
+    #: Which version served which row (drift and canary accounting); None for an empty batch.
+    routed: RoutedScores | None = None
     dead_letters: list[tuple[OutRecord, str]] = field(default_factory=list)
     features_s: float = 0.0
     inference_s: float = 0.0
@@ -75,6 +92,7 @@ class BatchScores:
     flags: list[tuple[str, ...]]
     features_s: float
     inference_s: float
+    routed: RoutedScores
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +119,34 @@ class ScoringPipeline:
 
     def __init__(
         self,
-        model: LoadedModel,
+        model: LoadedModel | ServingModels,
         features: FeatureComputer,
         threshold: float = 0.5,
         emit_features: bool = False,
+        *,
+        dead_letter_max_bytes: int = DEFAULT_MAX_BYTES,
+        dead_letter_prefix_bytes: int = DEFAULT_PREFIX_BYTES,
     ) -> None:
-        self.model = model
+        """Raises ConfigError: the dead-letter limits cannot be honoured (checked here, at
+        start-up, not at the first bad record)."""
+        check_limits(dead_letter_max_bytes, dead_letter_prefix_bytes)
+        self.serving = model if isinstance(model, ServingModels) else ServingModels.of(model)
         self.features = features
         self.threshold = threshold
         self.emit_features = emit_features
+        self.dead_letter_max_bytes = dead_letter_max_bytes
+        self.dead_letter_prefix_bytes = dead_letter_prefix_bytes
+        #: Called with each exception a version raises (the worker counts them).
+        self.on_model_error: ErrorHook | None = None
+
+    @property
+    def model(self) -> LoadedModel:
+        """The champion (what raw-tensor callers and single-model users score with)."""
+        return self.serving.champion.model
+
+    @model.setter
+    def model(self, model: LoadedModel) -> None:
+        self.serving = ServingModels.of(model)
 
     def score_inputs(self, inputs: Sequence[TxInput]) -> BatchScores:
         """Features and model for a batch: the one scoring path (stream and sidecar).
@@ -120,12 +157,14 @@ class ScoringPipeline:
         t0 = time.perf_counter()
         matrix, flags = self.features.compute(inputs)
         t1 = time.perf_counter()
-        if inputs:
-            scores = self.model.predict(matrix.astype(np.float32)).astype(np.float64)
-        else:
-            scores = np.empty(0)
+        routed = routed_score(
+            self.serving, matrix, [tx.customer_id for tx in inputs], self.on_model_error
+        )
         t2 = time.perf_counter()
-        return BatchScores(scores, scores >= self.threshold, matrix, flags, t1 - t0, t2 - t1)
+        scores = routed.scores
+        return BatchScores(
+            scores, scores >= self.threshold, matrix, flags, t1 - t0, t2 - t1, routed
+        )
 
     def score_transactions(
         self, txs: Sequence[Transaction], positions: Sequence[tuple[int, int]]
@@ -186,11 +225,29 @@ class ScoringPipeline:
             )
         if not txs:
             return result
-        out = self.score_inputs(inputs)
+        try:
+            out = self.score_inputs(inputs)
+        except (RetryableError, ModelError):
+            raise
+        except Exception:
+            # A feature bug on one event must not stop the stream: find it, dead-letter it.
+            kept, txs, inputs = self._isolate(kept, txs, inputs, result)
+            if not txs:
+                return result
+            out = self.score_inputs(inputs)
         result.features_s, result.inference_s = out.features_s, out.inference_s
         now = time.time()
         scored_at = datetime.fromtimestamp(now, tz=UTC)
-        name, version = self.model.name, self.model.version
+        routed = out.routed
+        serving = routed.serving
+        name = serving.champion.model.name
+        champion = (serving.champion.version, serving.champion.semver, "champion")
+        on_challenger = routed.challenger.tolist() if routed.challenger is not None else None
+        challenger = (
+            (serving.challenger.version, serving.challenger.semver, "challenger")
+            if serving.challenger is not None
+            else champion
+        )
         emit = self.emit_features
         scores = out.scores.tolist()
         frauds = out.is_fraud.tolist()
@@ -200,6 +257,9 @@ class ScoringPipeline:
             ts_type, ts_ms = rec.timestamp()
             latency_s = now - ts_ms / 1000.0 if ts_type and ts_ms > 0 else 0.0
             tx, inp = txs[i], inputs[i]
+            version, semver, role = (
+                challenger if on_challenger is not None and on_challenger[i] else champion
+            )
             payload: dict[str, Any] = {
                 "transaction_id": inp.transaction_id,
                 "customer_id": inp.customer_id,
@@ -207,6 +267,8 @@ class ScoringPipeline:
                 "is_fraud": frauds[i],
                 "model_name": name,
                 "model_version": version,
+                "model_semver": semver,
+                "model_role": role,
                 "event_time": tx.tx_datetime,  # naive = UTC: orjson adds +00:00
                 "scored_at": scored_at,
                 "latency_ms": latency_s * 1000.0,
@@ -221,6 +283,10 @@ class ScoringPipeline:
                 OutRecord(encode_score(payload), rec.key(), rec.partition(), rec.headers())
             )
             append_latency(latency_s)
+        result.sources = kept
+        if routed.shadow is not None and serving.shadow is not None:
+            result.shadow = self._shadow_records(kept, inputs, txs, routed, scores, scored_at)
+        result.routed = routed
         result.flags = out.flags
         result.state_writes = self.features.state.take_pending()
         result.customer_ids = [inp.customer_id for inp in inputs]
@@ -229,15 +295,83 @@ class ScoringPipeline:
         return result
 
     @staticmethod
-    def _dead_letter(rec: RecordLike, reason: str) -> OutRecord:
-        letter = DeadLetter(
-            original=rec.value() or b"",
-            original_key=rec.key(),
-            reason=reason,
+    def _shadow_records(
+        kept: Sequence[RecordLike],
+        inputs: Sequence[TxInput],
+        txs: Sequence[WireTransaction],
+        routed: RoutedScores,
+        served: list[float],
+        scored_at: datetime,
+    ) -> list[OutRecord]:
+        """The shadow's score of each event, keyed and partitioned like its served score,
+        with the served version and score beside it (joinable with the delayed labels)."""
+        serving = routed.serving
+        assert serving.shadow is not None and routed.shadow is not None
+        shadow = serving.shadow
+        on_challenger = routed.challenger.tolist() if routed.challenger is not None else None
+        served_by = [
+            serving.challenger.version
+            if serving.challenger is not None and on_challenger is not None and on_challenger[i]
+            else serving.champion.version
+            for i in range(len(kept))
+        ]
+        out = []
+        for i, (rec, score) in enumerate(zip(kept, routed.shadow.tolist(), strict=True)):
+            payload = {
+                "transaction_id": inputs[i].transaction_id,
+                "customer_id": inputs[i].customer_id,
+                "model_name": shadow.model.name,
+                "model_version": shadow.version,
+                "model_semver": shadow.semver,
+                "model_role": "shadow",
+                "score": score,
+                "champion_version": served_by[i],
+                "champion_score": served[i],
+                "event_time": txs[i].tx_datetime,
+                "scored_at": scored_at,
+            }
+            out.append(OutRecord(encode_score(payload), rec.key(), rec.partition(), None))
+        return out
+
+    def _isolate(
+        self,
+        kept: list[RecordLike],
+        txs: list[WireTransaction],
+        inputs: list[TxInput],
+        result: BatchResult,
+    ) -> tuple[list[RecordLike], list[WireTransaction], list[TxInput]]:
+        """Score events one at a time to find those whose features raise; dead-letter them.
+
+        Features are a pure function of the stored history (idempotent by transaction), so
+        computing an event again gives the same values.
+        """
+        ok: tuple[list[RecordLike], list[WireTransaction], list[TxInput]] = ([], [], [])
+        for rec, tx, inp in zip(kept, txs, inputs, strict=True):
+            try:
+                self.features.compute([inp])
+            except RetryableError:
+                raise
+            except Exception as exc:
+                reason = f"feature computation failed: {type(exc).__name__}: {exc}"
+                result.dead_letters.append((self._dead_letter(rec, reason), reason))
+                continue
+            ok[0].append(rec)
+            ok[1].append(tx)
+            ok[2].append(inp)
+        return ok
+
+    def dead_letter_for(self, rec: RecordLike, reason: str) -> OutRecord:
+        """The dead letter of an input record (bounded in size, see ``_dead_letter``)."""
+        return self._dead_letter(rec, reason)
+
+    def _dead_letter(self, rec: RecordLike, reason: str) -> OutRecord:
+        return build_dead_letter(
+            rec.value(),
+            rec.key(),
+            reason,
             source_topic=rec.topic() or "",
             source_partition=rec.partition() or 0,
             source_offset=rec.offset() or 0,
-            failed_at=datetime.now(UTC),
+            max_bytes=self.dead_letter_max_bytes,
+            prefix_bytes=self.dead_letter_prefix_bytes,
         )
-        headers: Headers = [("x-dlq-reason", reason.encode()[:1024])]
-        return OutRecord(encode(letter), rec.key(), None, headers)

@@ -21,7 +21,10 @@ from stream_infer.kafka.broker import EmbeddedBroker
 from stream_infer.kafka.clients import consumer_config, producer_config, transactional_id
 from stream_infer.kafka.transactions import Transactions
 from stream_infer.metrics import WorkerMetrics, serve
-from stream_infer.model.registry import ModelRegistry
+from stream_infer.model.judge import RolloutJudge
+from stream_infer.model.live import LiveModels
+from stream_infer.model.registry import open_registry
+from stream_infer.model.serving import ModelCache, ServingModels, ServingWatcher
 from stream_infer.model.session import LoadedModel, load_model
 from stream_infer.pipeline import ScoringPipeline
 from stream_infer.state.factory import open_state
@@ -32,10 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def load_serving_model(settings: Settings) -> LoadedModel:
-    """The configured model version (production stage by default), verified and warm."""
+    """The configured model version (the champion by default), verified and warm."""
     m = settings.model
     return load_model(
-        ModelRegistry(m.registry_dir),
+        open_registry(m),
         m.name,
         FEATURE_NAMES,
         version=m.version,
@@ -43,6 +46,29 @@ def load_serving_model(settings: Settings) -> LoadedModel:
         intra_op_threads=m.intra_op_threads,
         warmup_batches=m.warmup_batches,
     )
+
+
+def build_live_models(
+    settings: Settings, metrics: WorkerMetrics, reporter: str
+) -> LiveModels | None:
+    """The registry-following serving set and judge; None when ``model.version`` pins one.
+
+    Raises:
+        ModelNotFoundError, ModelArtifactError: the champion cannot be loaded at start-up.
+    """
+    if settings.model.version is not None:
+        return None
+    registry = open_registry(settings.model)
+    watcher = ServingWatcher(
+        ModelCache(registry, settings.model, FEATURE_NAMES), reporter=reporter
+    )
+    judge = RolloutJudge(settings.rollout, registry, watcher.current)
+    live = LiveModels(watcher, judge, metrics)
+    watcher.on_refused = live.on_refused
+    judge.on_window = live.on_window
+    judge.on_rollback = live.on_rollback
+    watcher.start(settings.model.poll_interval_s)
+    return live
 
 
 def build_features(settings: Settings, *, read_only: bool = False) -> FeatureComputer:
@@ -67,7 +93,9 @@ def build_features(settings: Settings, *, read_only: bool = False) -> FeatureCom
 
 
 def build_pipeline(
-    settings: Settings, model: LoadedModel, terminal_rows: TerminalRows | None = None
+    settings: Settings,
+    model: LoadedModel | ServingModels,
+    terminal_rows: TerminalRows | None = None,
 ) -> ScoringPipeline:
     features = build_features(settings)
     if terminal_rows is not None:
@@ -90,10 +118,15 @@ def build_worker(
     """A worker wired to real Kafka clients; metrics served if enabled."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    model = model or load_serving_model(settings)
     metrics = WorkerMetrics()
-    metrics.set_model(model.name, model.version, model.provider)
-    pipeline = build_pipeline(settings, model, terminal_rows)
+    live = None if model is not None else build_live_models(settings, metrics, worker_id())
+    served: LoadedModel | ServingModels
+    if live is not None:
+        served = live.watcher.current
+    else:
+        served = model or load_serving_model(settings)
+        metrics.set_model(served.name, served.version, served.provider)
+    pipeline = build_pipeline(settings, served, terminal_rows)
     holder: dict[str, ScoringWorker] = {}
 
     def on_stats(stats: str) -> None:
@@ -131,12 +164,21 @@ def build_worker(
         metrics,
         feature_sink=sink,
         transactions=transactions,
+        models=live,
     )
     holder["worker"] = worker
     tune_gc()
     if settings.metrics.enabled:
         serve(metrics.registry, settings.metrics.host, settings.metrics.port)
     return worker
+
+
+def worker_id() -> str:
+    """Who this process is, in registry load reports and history (host and pid)."""
+    import os
+    import socket
+
+    return f"worker@{socket.gethostname()}:{os.getpid()}"
 
 
 def eos(settings: Settings) -> bool:

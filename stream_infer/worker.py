@@ -37,6 +37,7 @@ from stream_infer.kafka.delivery import describe, is_record_error
 from stream_infer.kafka.stats import consumer_lag
 from stream_infer.kafka.transactions import Transactions
 from stream_infer.metrics import WorkerMetrics
+from stream_infer.model.live import LiveModels
 from stream_infer.pipeline import BatchResult, OutRecord, ScoringPipeline, dead_letter_reason_kind
 from stream_infer.store_guard import StoreGuard
 from stream_infer.worker_io import ConsumerLike, FeatureSink, Pauses, ProducerLike
@@ -73,6 +74,7 @@ class ScoringWorker:
         feature_sink: FeatureSink | None = None,
         topic_partition: Callable[[str, int, int], Any] | None = None,
         transactions: Transactions | None = None,
+        models: LiveModels | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -83,6 +85,7 @@ class ScoringWorker:
         self.stats = WorkerStats()
         self.ledger = Ledger()
         self.txn = transactions
+        self.models = models
         self.error: StreamInferError | None = None
         self._stopping = False
         self._held: list[Any] = []
@@ -98,8 +101,10 @@ class ScoringWorker:
         self._tp = topic_partition
         pipeline.on_model_error = self._model_error
 
-    def _model_error(self, exc: BaseException) -> None:
-        self.metrics.model_errors.labels(str(self.pipeline.model.version)).inc()
+    def _model_error(self, served: Any, exc: BaseException) -> None:
+        self.metrics.model_errors.labels(str(served.version)).inc()
+        if self.models is not None:
+            self.models.model_error(served, 1)
 
     # -- lifecycle -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -169,6 +174,8 @@ class ScoringWorker:
         if not good:
             return
         self._held = good
+        if self.models is not None:
+            self.models.before_batch(self.pipeline)
         try:
             result = self._process_held()
         except ModelError as exc:
@@ -179,6 +186,8 @@ class ScoringWorker:
         good, self._held = self._held, []
         if result is None:
             return
+        if self.models is not None:
+            self.models.after_batch(result.routed)
         first: Offsets = {}
         following: Offsets = {}
         for rec in good:
@@ -198,6 +207,8 @@ class ScoringWorker:
             self._produce(batch, (topics.scores, out, source))
         for out, _reason in result.dead_letters:
             self._produce(batch, (topics.dead_letter, out, None))
+        for out in result.shadow:
+            self._produce(batch, (topics.scores_shadow, out, None))
         self._record(len(good), result)
 
     def _process_held(self) -> BatchResult | None:
@@ -414,6 +425,8 @@ class ScoringWorker:
                 self._commit()  # only offsets stored before any failed batch
         finally:
             self.store.abandon()
+            if self.models is not None:
+                self.models.stop()
             self._state_writer.shutdown(wait=True)
             if self.feature_sink is not None:
                 self.feature_sink.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from stream_infer.events import Score
+from stream_infer.errors import ConfigError
+from stream_infer.events import DeadLetter, Score
 from stream_infer.features.definitions import FEATURE_NAMES
 from stream_infer.features.online import (
     FLAG_TERMINAL_MISSING,
@@ -79,3 +80,24 @@ def test_terminal_rows_of_the_events_day_are_used(registry: ModelRegistry) -> No
 def test_all_bad_batch_skips_the_model(pipeline: ScoringPipeline) -> None:
     result = pipeline.process([FakeRecord(b"[]")])
     assert not result.scores and len(result.dead_letters) == 1
+
+
+def test_oversized_bad_record_becomes_a_bounded_dead_letter(pipeline: ScoringPipeline) -> None:
+    # A 900 KB record is valid on a 1 MiB topic; its whole dead letter would not be.
+    original = b"{" + b"x" * 900_000
+    result = pipeline.process([FakeRecord(original, b"c9", _partition=4, _offset=77)])
+    [(out, reason)] = result.dead_letters
+    assert reason.startswith("not valid JSON")
+    assert out.size() <= pipeline.dead_letter_max_bytes
+    letter = DeadLetter.model_validate_json(out.value)
+    assert letter.original_truncated and letter.original_size == len(original)
+    assert letter.original == original[: pipeline.dead_letter_prefix_bytes]
+    assert (letter.source_partition, letter.source_offset) == (4, 77)
+
+
+def test_dead_letter_limits_are_checked_at_construction(registry: ModelRegistry) -> None:
+    model = load_model(registry, "fraud", FEATURE_NAMES)
+    with pytest.raises(ConfigError, match="dead_letter_prefix_bytes"):
+        ScoringPipeline(
+            model, FeatureComputer(), dead_letter_max_bytes=8192, dead_letter_prefix_bytes=8192
+        )
