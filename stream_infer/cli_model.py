@@ -21,6 +21,7 @@ from rich.table import Table
 
 from stream_infer.config import Settings
 from stream_infer.errors import StreamInferError
+from stream_infer.model.control import announce
 from stream_infer.model.manifest import Manifest
 from stream_infer.model.registry import Registry, open_registry
 from stream_infer.model.roles import ROLES, RoleEvent, RoleState, latest_status, previous_champion
@@ -248,7 +249,10 @@ def show(ctx: click.Context, name: str, version: int | None, as_json: bool) -> N
             _show_version(registry, name, version, as_json)
 
 
-def _report_change(registry: Registry, name: str, event: RoleEvent, as_json: bool) -> None:
+def _report_change(
+    ctx: click.Context, registry: Registry, name: str, event: RoleEvent, as_json: bool
+) -> None:
+    announce(_settings(ctx), name, event.revision)  # watchers switch now, not at their poll
     if as_json:
         state = registry.roles(name)
         _echo_json({"event": event.model_dump(mode="json"), "roles": _state_json(name, state)})
@@ -274,7 +278,7 @@ def promote(
     with _refusals():
         registry = _registry(ctx)
         event = registry.promote(name, version, actor=actor, reason=reason)
-        _report_change(registry, name, event, as_json)
+        _report_change(ctx, registry, name, event, as_json)
 
 
 @model.command("rollback")
@@ -286,7 +290,7 @@ def rollback(ctx: click.Context, name: str, reason: str, actor: str | None, as_j
     with _refusals():
         registry = _registry(ctx)
         event = registry.rollback(name, actor=actor, reason=reason)
-        _report_change(registry, name, event, as_json)
+        _report_change(ctx, registry, name, event, as_json)
 
 
 @model.command("canary")
@@ -308,7 +312,7 @@ def canary(
     with _refusals():
         registry = _registry(ctx)
         event = registry.canary(name, version, percent, actor=actor, reason=reason)
-        _report_change(registry, name, event, as_json)
+        _report_change(ctx, registry, name, event, as_json)
 
 
 @model.command("shadow")
@@ -323,7 +327,7 @@ def shadow(
     with _refusals():
         registry = _registry(ctx)
         event = registry.shadow(name, version, actor=actor, reason=reason)
-        _report_change(registry, name, event, as_json)
+        _report_change(ctx, registry, name, event, as_json)
 
 
 @model.command("clear")
@@ -338,7 +342,7 @@ def clear(
     with _refusals():
         registry = _registry(ctx)
         event = registry.clear(name, role, actor=actor, reason=reason)
-        _report_change(registry, name, event, as_json)
+        _report_change(ctx, registry, name, event, as_json)
 
 
 def add_compare_command(group: click.Group) -> None:

@@ -65,6 +65,7 @@ class TopicSettings(_Frozen):
     scores: str = "scores"
     scores_shadow: str = "scores-shadow"
     dead_letter: str = "transactions-dlq"
+    model_control: str = "model-control"
     specs_dir: Path = Path("topics")
     partitions: int | None = Field(
         default=None, ge=1, description="override every spec's partition count (tests)"
@@ -191,6 +192,10 @@ class ServeSettings(_Frozen):
     max_body_bytes: int = Field(default=65536, ge=256)
     cache_enabled: bool = False
     cache_ttl_s: int = Field(default=300, ge=1)
+    repository_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token guarding /v2/repository (index, load, unload); None = off",
+    )
 
 
 class FeatureSettings(_Frozen):

@@ -21,6 +21,7 @@ from stream_infer.kafka.broker import EmbeddedBroker
 from stream_infer.kafka.clients import consumer_config, producer_config, transactional_id
 from stream_infer.kafka.transactions import Transactions
 from stream_infer.metrics import WorkerMetrics, serve
+from stream_infer.model.control import ControlListener, announce
 from stream_infer.model.judge import RolloutJudge
 from stream_infer.model.live import LiveModels
 from stream_infer.model.registry import open_registry
@@ -59,15 +60,24 @@ def build_live_models(
     if settings.model.version is not None:
         return None
     registry = open_registry(settings.model)
-    watcher = ServingWatcher(
-        ModelCache(registry, settings.model, FEATURE_NAMES), reporter=reporter
-    )
+    watcher = ServingWatcher(ModelCache(registry, settings.model, FEATURE_NAMES), reporter=reporter)
     judge = RolloutJudge(settings.rollout, registry, watcher.current)
-    live = LiveModels(watcher, judge, metrics)
+    def announced(name: str, _revision: int) -> None:
+        if name == settings.model.name:
+            watcher.refresh()
+
+    listener = ControlListener(settings, announced)
+    live = LiveModels(watcher, judge, metrics, listener)
     watcher.on_refused = live.on_refused
     judge.on_window = live.on_window
-    judge.on_rollback = live.on_rollback
+
+    def rolled_back(version: int, reason: str) -> None:
+        live.on_rollback(version, reason)
+        announce(settings, settings.model.name, watcher.current.revision)
+
+    judge.on_rollback = rolled_back
     watcher.start(settings.model.poll_interval_s)
+    listener.start()
     return live
 
 

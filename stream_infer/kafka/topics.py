@@ -111,6 +111,7 @@ def specs_for(settings: Any) -> list[TopicSpec]:
         "scores": t.scores,
         "scores-shadow": t.scores_shadow,
         "transactions-dlq": t.dead_letter,
+        "model-control": t.model_control,
     }
     specs = load_specs(Path(t.specs_dir), t.partitions, rename)
     limit = settings.kafka.message_max_bytes

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from stream_infer.metrics import WorkerMetrics
+from stream_infer.model.control import ControlListener
 from stream_infer.model.drift import WindowResult
 from stream_infer.model.judge import RolloutJudge
 from stream_infer.model.routed import RoutedScores
@@ -16,9 +17,14 @@ class LiveModels:
     """Hot swap between batches plus drift judgement; see :mod:`stream_infer.model.serving`."""
 
     def __init__(
-        self, watcher: ServingWatcher, judge: RolloutJudge | None, metrics: WorkerMetrics
+        self,
+        watcher: ServingWatcher,
+        judge: RolloutJudge | None,
+        metrics: WorkerMetrics,
+        listener: ControlListener | None = None,
     ) -> None:
         self.watcher = watcher
+        self.listener = listener
         self.judge = judge
         self.metrics = metrics
         self._applied: ServingModels | None = None
@@ -61,3 +67,5 @@ class LiveModels:
 
     def stop(self) -> None:
         self.watcher.stop()
+        if self.listener is not None:
+            self.listener.stop()

@@ -55,6 +55,7 @@ def make_test_settings(
         "scores": f"scores-{suffix}",
         "scores_shadow": f"scores-shadow-{suffix}",
         "dead_letter": f"transactions-dlq-{suffix}",
+        "model_control": f"model-control-{suffix}",
         "specs_dir": str(base.topics.specs_dir),
         "partitions": partitions,
     }

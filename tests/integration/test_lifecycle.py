@@ -312,3 +312,32 @@ def test_a_drifting_challenger_is_rolled_back_automatically(
 
     assert any(s["model_version"] == 3 for s in scores)
     assert all(s["model_version"] == 1 for s in scores if _at(s) > rolled_at + 3)
+
+
+def test_an_announced_promotion_switches_long_before_the_next_poll(
+    base_settings: Settings,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    models: dict[str, tuple[bytes, list[float]]],
+) -> None:
+    registry = _registry(tmp_path, models)
+    settings = _settings(base_settings, kafka_bootstrap, tmp_path, registry)
+    # Polls every 10 minutes: only the model-control announcement can switch it in this test.
+    settings = settings.model_copy(
+        update={"model": settings.model.model_copy(update={"poll_interval_s": 600.0})}
+    )
+    setup_topics(settings)
+    worker = WorkerProcess(settings, tmp_path / "w.log")
+    try:
+        worker.wait_for("assigned [")
+        sender = _paced(settings, EVENTS, per_second=500)
+        _wait_scores(settings, lambda r: len(r) >= 300)
+        assert _cli(settings, "promote", "fraud", "2").returncode == 0
+        scores = _wait_scores(
+            settings, lambda r: any(s["model_version"] == 2 for s in r), timeout_s=30
+        )
+        sender.join(120)
+    finally:
+        assert worker.terminate() == 0, worker.output()[-3000:]
+    # With the next poll 10 minutes away, only the announcement can have switched it.
+    assert any(s["model_version"] == 2 for s in scores)
