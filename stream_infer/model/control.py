@@ -83,7 +83,13 @@ class ControlListener:
             "fetch.wait.max.ms": 100,
         }
         consumer = Consumer(config)
-        consumer.subscribe([self.settings.topics.model_control])
+        name = self.settings.model.name
+
+        def assigned(_consumer: object, _partitions: object) -> None:
+            # Reading from the end misses what was announced before we joined: re-read once.
+            self.on_change(name, -1)
+
+        consumer.subscribe([self.settings.topics.model_control], on_assign=assigned)
         self._thread = threading.Thread(
             target=self._run, args=(consumer,), name="model-control", daemon=True
         )

@@ -166,6 +166,9 @@ class ServingWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refused: dict[int, str] = {}
+        # The poll thread and the model-control listener may refresh at once: one at a time,
+        # so an older set never replaces a newer one.
+        self._lock = threading.Lock()
         self.current = self._build(strict=True)
 
     @property
@@ -177,6 +180,10 @@ class ServingWatcher:
 
         Never raises for a bad version: the refusal is reported and the old set stays.
         """
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
         try:
             spec = self.cache.registry.serving(self.name)
         except StreamInferError as exc:

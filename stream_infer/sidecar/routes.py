@@ -1,4 +1,10 @@
-"""The sidecar's HTTP routes: translate requests to the batcher and results back."""
+"""The sidecar's HTTP routes: translate requests to the batcher and results back.
+
+Every answer names the version that scored it: ``/v1`` predict's ``model_version``,
+``model_semver`` and ``model_role`` (as the stream's score records do); ``/v2`` infer's
+``model_version`` and ``parameters`` (``model_semver``, ``model_role``). ``/v2`` infer and
+metadata with a version in the path address that member of the serving set.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from stream_infer.batching.dynamic import BatchTimeoutError, QueueFullError
 from stream_infer.errors import RetryableError
 from stream_infer.features.definitions import N_FEATURES
 from stream_infer.sidecar.health import PROBE_INTERVAL_S
+from stream_infer.sidecar.models import Route, route_of
 from stream_infer.sidecar.schemas import (
     InferRequest,
     ModelMetadata,
@@ -20,6 +27,7 @@ from stream_infer.sidecar.schemas import (
     PredictResponse,
     TensorMetadata,
 )
+from stream_infer.sidecar.scoring import TensorRequest
 
 if TYPE_CHECKING:
     from stream_infer.sidecar.app import Sidecar
@@ -60,7 +68,12 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
     async def ready() -> Response:
         if sidecar.serving:
             return OrjsonResponse({"ready": True})
-        why = "model is loading" if not sidecar.ready else "feature store unavailable"
+        if sidecar.ready:
+            why = "feature store unavailable"
+        elif sidecar.load_error:
+            why = f"champion not loaded: {sidecar.load_error}"
+        else:
+            why = "model is loading"
         headers = {"Retry-After": retry_after_s}
         return OrjsonResponse({"ready": False, "error": why}, status_code=503, headers=headers)
 
@@ -80,10 +93,15 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
         problem = unknown(name, version, "v2")
         if problem is not None:
             return problem
-        m = sidecar.model
+        assert sidecar.models is not None
+        serving = sidecar.models.current
+        m = serving.champion.model
+        if version is not None:
+            role = serving.role_of(int(version))
+            m = dict(serving.members())[role].model if role is not None else m
         return {
             "name": m.name,
-            "versions": [str(m.version)],
+            "versions": [str(s.version) for _role, s in serving.members()],
             "platform": "onnxruntime_onnx",
             "inputs": [TensorMetadata(name=m.input_name, datatype="FP32", shape=[-1, N_FEATURES])],
             "outputs": [TensorMetadata(name=m.output_name, datatype="FP32", shape=[-1, 2])],
@@ -96,7 +114,12 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
         problem = unknown(name, version, "v2")
         if problem is not None:
             return problem
-        m = sidecar.model
+        assert sidecar.models is not None
+        serving = sidecar.models.current
+        m = serving.champion.model
+        if version is not None:
+            role = serving.role_of(int(version))
+            m = dict(serving.members())[role].model if role is not None else m
         tensor = body.inputs[0]
         if tensor.name != m.input_name:
             return error(400, f"unknown input {tensor.name!r}; expected {m.input_name!r}", "v2")
@@ -113,21 +136,27 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
             return error(400, "data must be finite numbers", "v2")
         assert sidecar.tensor_batcher is not None
         try:
-            out = await sidecar.tensor_batcher.submit(
-                rows, sidecar.settings.serve.request_timeout_ms / 1000
+            result = await sidecar.tensor_batcher.submit(
+                TensorRequest(rows, None if version is None else int(version)),
+                sidecar.settings.serve.request_timeout_ms / 1000,
             )
         except QueueFullError as exc:
             return error(503, str(exc), "v2", retry_after=True)
         except BatchTimeoutError as exc:
             return error(504, str(exc), "v2")
+        if result.output is None or result.served is None:
+            return error(404, f"model {name} version {version} is no longer served", "v2")
+        out, served = result.output, result.served
         sidecar.metrics.requests.labels("v2", "200").inc()
         sidecar.metrics.latency.labels("v2").observe(time.monotonic() - start)
         sidecar.metrics.batch_size.labels("v2").observe(sidecar.tensor_batcher.last_batch_size)
+        sidecar.metrics.served.labels("v2", str(served.version), result.role).inc()
         return OrjsonResponse(
             {
                 "model_name": m.name,
-                "model_version": str(m.version),
+                "model_version": str(served.version),
                 "id": body.id,
+                "parameters": {"model_semver": served.semver, "model_role": result.role},
                 "outputs": [
                     {
                         "name": m.output_name,
@@ -147,10 +176,18 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
             return problem
         if sidecar.store.down:  # before the cache: it may live on the same unanswering Redis
             return store_unavailable("v1")
-        m = sidecar.model
+        assert sidecar.models is not None
+        serving = sidecar.models.current
+        m = serving.champion.model
         cache = sidecar.cache
-        key = cache.key(m.name, m.version, body.inputs) if cache is not None else None
-        scored = cache.get(key) if cache is not None and key is not None else None
+        scored = None
+        key = None
+        cached_version = 0
+        if cache is not None:  # keyed by the version that would serve this customer now
+            member, role = route_of(serving, body.inputs.customer_id)
+            cached_version = member.version
+            key = cache.key(m.name, member.version, body.inputs)
+            scored = cache.get(key, Route(member.version, member.semver, role))
         if scored is None:
             assert sidecar.tx_batcher is not None
             try:
@@ -164,7 +201,7 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
             except RetryableError as exc:  # the feature store failed, now or before
                 return store_unavailable("v1", exc)
             sidecar.metrics.batch_size.labels("v1").observe(sidecar.tx_batcher.last_batch_size)
-            if cache is not None and key is not None:
+            if cache is not None and key is not None and scored.route.version == cached_version:
                 cache.put(key, scored)
         threshold = body.parameters.threshold
         if threshold is None:
@@ -172,10 +209,14 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
         elapsed = time.monotonic() - start
         sidecar.metrics.requests.labels("v1", "200").inc()
         sidecar.metrics.latency.labels("v1").observe(elapsed)
+        route = scored.route
+        sidecar.metrics.served.labels("v1", str(route.version), route.role).inc()
         payload: dict[str, Any] = {
             "request_id": body.request_id,
             "model_name": m.name,
-            "model_version": m.version,
+            "model_version": route.version,
+            "model_semver": route.semver,
+            "model_role": route.role,
             "predictions": {
                 "fraud_probability": scored.score,
                 "is_fraud": scored.score >= threshold,

@@ -41,6 +41,8 @@ class PredictResponse(BaseModel):
     request_id: str | None
     model_name: str
     model_version: int
+    model_semver: str
+    model_role: Literal["champion", "challenger", "shadow"]
     predictions: Predictions
     metadata: PredictMetadata
     features: dict[str, float] | None = None

@@ -1,10 +1,14 @@
 """What the sidecar scores, batch by batch: the stream's pipeline, read-only.
 
-Transactions go through :meth:`ScoringPipeline.score_transactions` with a read-only feature
-computer: the customer's history is read from the shared state store and this transaction is
-added in memory only (by ``transaction_id``, so one the stream already stored is not counted
-twice), the terminal row of its day is read, and nothing is written. A transaction scored here
-and by the stream therefore gets the same features and the same score.
+Transactions go through :meth:`ScoringPipeline.score_inputs` (the stream's one scoring path)
+with a read-only feature computer: the customer's history is read from the shared state store
+and this transaction is added in memory only (by ``transaction_id``, so one the stream already
+stored is not counted twice), the terminal row of its day is read, and nothing is written. A
+transaction scored here and by the stream therefore gets the same features and the same score.
+Each batch takes the
+serving set once (:class:`~stream_infer.sidecar.models.SidecarModels`), the pipeline routes
+its rows by customer exactly as the stream does, and every result says which version, semver
+and role served it.
 
 A store that fails marks :class:`~stream_infer.sidecar.health.StoreHealth` down; while it is
 down, batches fail at once with :class:`~stream_infer.errors.StoreUnavailableError` instead of
@@ -26,8 +30,12 @@ import orjson
 from stream_infer.errors import RetryableError
 from stream_infer.events import Transaction
 from stream_infer.features.definitions import FEATURE_NAMES
+from stream_infer.features.online import TxInput
+from stream_infer.model.serving import Served
 from stream_infer.pipeline import ScoringPipeline
 from stream_infer.sidecar.health import StoreHealth
+from stream_infer.sidecar.models import Route, SidecarModels, routes_of
+from stream_infer.wire import epoch_seconds
 
 log = logging.getLogger(__name__)
 #: Sidecar requests are not in a partition; sort after any same-second stream entry.
@@ -40,25 +48,51 @@ class Scored:
     score: float
     features: dict[str, float]
     flags: tuple[str, ...]
+    route: Route
+
+
+def sidecar_inputs(txs: Sequence[Transaction]) -> list[TxInput]:
+    """The pipeline's inputs for validated transactions, placed after any stream entry."""
+    return [
+        TxInput(
+            tx.transaction_id,
+            tx.customer_id,
+            tx.terminal_id,
+            epoch_seconds(tx.tx_datetime),
+            tx.tx_amount,
+            SIDECAR_PARTITION,
+            SIDECAR_SEQ,
+        )
+        for tx in txs
+    ]
 
 
 class TransactionScorer:
-    """``score_batch`` for the dynamic batcher: one features pass and one model call.
+    """``score_batch`` for the dynamic batcher: one features pass and one model call per
+    serving version, with the serving set taken once for the batch.
 
     Raises:
         RetryableError: the feature step's store failed now, or is known to be down from an
             earlier call (then :class:`~stream_infer.errors.StoreUnavailableError`, at once).
     """
 
-    def __init__(self, pipeline: ScoringPipeline, health: StoreHealth | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: ScoringPipeline,
+        models: SidecarModels | None = None,
+        health: StoreHealth | None = None,
+    ) -> None:
         self.pipeline = pipeline
+        self.models = models
         self.health = health or StoreHealth()
 
     def __call__(self, txs: Sequence[Transaction]) -> list[Scored]:
         self.health.check()
-        positions = [(SIDECAR_PARTITION, SIDECAR_SEQ)] * len(txs)
+        if self.models is not None:
+            # Between batches: the batcher runs one batch at a time, so no batch mixes sets.
+            self.pipeline.serving = self.models.current
         try:
-            scored, _features_s, _model_s = self.pipeline.score_transactions(txs, positions)
+            out = self.pipeline.score_inputs(sidecar_inputs(txs))
         except RetryableError as exc:
             self.health.failed(exc)
             raise
@@ -67,26 +101,60 @@ class TransactionScorer:
             self.pipeline.features.state.drop_partitions([SIDECAR_PARTITION])
             self.pipeline.features.state.take_pending()
         self.health.succeeded()
+        scores = out.scores.tolist()
+        features = out.features.tolist()
         return [
-            Scored(s.score, dict(zip(FEATURE_NAMES, s.features.tolist(), strict=True)), s.flags)
-            for s in scored
+            Scored(scores[i], dict(zip(FEATURE_NAMES, features[i], strict=True)), flags, route)
+            for i, (flags, route) in enumerate(zip(out.flags, routes_of(out.routed), strict=True))
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class TensorRequest:
+    """Raw rows, and the version asked for (None: the champion)."""
+
+    rows: npt.NDArray[np.float32]
+    version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TensorResult:
+    """The model's output tensor for a request; ``served`` None (and ``output`` None) when
+    the version asked for left the serving set before the batch ran."""
+
+    output: npt.NDArray[Any] | None
+    served: Served | None
+    role: str = ""
+
+
 class TensorScorer:
-    """``score_batch`` for raw feature matrices (Open Inference Protocol)."""
+    """``score_batch`` for raw feature matrices (Open Inference Protocol): one model call per
+    version asked for, with the serving set taken once for the batch."""
 
-    def __init__(self, pipeline: ScoringPipeline) -> None:
-        self.model = pipeline.model
+    def __init__(self, pipeline: ScoringPipeline, models: SidecarModels | None = None) -> None:
+        self.pipeline = pipeline
+        self.models = models
 
-    def __call__(self, matrices: Sequence[npt.NDArray[np.float32]]) -> list[npt.NDArray[Any]]:
-        rows = np.concatenate(matrices) if len(matrices) > 1 else matrices[0]
-        out = self.model.session.run([self.model.output_name], {self.model.input_name: rows})[0]
-        results: list[npt.NDArray[Any]] = []
-        start = 0
-        for m in matrices:
-            results.append(out[start : start + len(m)])
-            start += len(m)
+    def __call__(self, requests: Sequence[TensorRequest]) -> list[TensorResult]:
+        serving = self.models.current if self.models is not None else self.pipeline.serving
+        groups: dict[int, list[int]] = {}
+        for i, req in enumerate(requests):
+            version = serving.champion.version if req.version is None else req.version
+            groups.setdefault(version, []).append(i)
+        results: list[TensorResult] = [TensorResult(None, None)] * len(requests)
+        for version, members in groups.items():
+            role = serving.role_of(version)
+            served = dict(serving.members()).get(role) if role is not None else None
+            if served is None or role is None:
+                continue
+            matrices = [requests[i].rows for i in members]
+            rows = np.concatenate(matrices) if len(matrices) > 1 else matrices[0]
+            model = served.model
+            out = model.session.run([model.output_name], {model.input_name: rows})[0]
+            start = 0
+            for i, m in zip(members, matrices, strict=True):
+                results[i] = TensorResult(out[start : start + len(m)], served, role)
+                start += len(m)
         return results
 
 
@@ -106,7 +174,8 @@ class PredictionCache:
         canonical = orjson.dumps(inputs.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
         return f"{self.prefix}:pc:{model}:{version}:{hashlib.sha256(canonical).hexdigest()}"
 
-    def get(self, key: str) -> Scored | None:
+    def get(self, key: str, route: Route) -> Scored | None:
+        """The cached score of ``key`` (whose version is ``route``'s), or None."""
         try:
             raw = self.client.get(key)
         except Exception as exc:  # redis.RedisError: degrade to scoring
@@ -116,7 +185,7 @@ class PredictionCache:
         if raw is None:
             return None
         data = orjson.loads(raw)
-        return Scored(data["score"], data["features"], tuple(data["flags"]))
+        return Scored(data["score"], data["features"], tuple(data["flags"]), route)
 
     def put(self, key: str, scored: Scored) -> None:
         if scored.flags:

@@ -138,9 +138,9 @@ def test_ready_only_after_the_model_is_warm(
     gate = threading.Event()
     real = sidecar_app._load_pipeline
 
-    def slow_load(s: Settings) -> Any:
+    def slow_load(*args: Any) -> Any:
         gate.wait(30)
-        return real(s)
+        return real(*args)
 
     monkeypatch.setattr(sidecar_app, "_load_pipeline", slow_load)
     with serving(settings, wait_ready=False) as url:
