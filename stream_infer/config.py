@@ -238,6 +238,13 @@ class LabelSettings(_Frozen):
         "asyncio tasks per message (stream_infer.labels.transport): 1.5x the labels/s measured",
     )
     uvloop: bool = Field(default=True, description="run faust's event loop on uvloop if installed")
+    metrics_port: int = Field(
+        default=9109,
+        ge=0,
+        le=65535,
+        description="the label processor's /metrics port (host and on/off: metrics.host and "
+        "metrics.enabled; the worker's is metrics.port)",
+    )
 
 
 class RolloutSettings(_Frozen):
@@ -263,6 +270,23 @@ class RolloutSettings(_Frozen):
     )
 
 
+class LagSettings(_Frozen):
+    """Consumer-group lag: ``stream-infer lag`` and its exporter (stream_infer.lag)."""
+
+    end_offsets: Literal["fetch", "listoffsets"] = Field(
+        default="fetch",
+        description="how log-end offsets are read: fetch = the high watermark of a fetch "
+        "response (right on every broker, Tansu included); listoffsets = ListOffsets (cheaper; "
+        "Tansu answers it wrongly)",
+    )
+    cluster_name: str = Field(default="stream-infer", description="the cluster_name label")
+    window: int = Field(default=10, ge=2, description="commits per partition the status reads")
+    interval_s: float = Field(default=5.0, gt=0, description="exporter: seconds between samples")
+    samples: int = Field(default=3, ge=1, description="one-shot CLI: samples taken")
+    sample_interval_s: float = Field(default=1.0, gt=0, description="one-shot CLI: their gap")
+    timeout_s: float = Field(default=10.0, gt=0, description="one sample's broker calls")
+
+
 class Settings(BaseSettings):
     """Root of the tree. Build it once with :func:`load_settings`."""
 
@@ -284,6 +308,7 @@ class Settings(BaseSettings):
     features: FeatureSettings = FeatureSettings()
     labels: LabelSettings = LabelSettings()
     rollout: RolloutSettings = RolloutSettings()
+    lag: LagSettings = LagSettings()
     kafka_bootstrap: str | None = Field(
         default=None,
         validation_alias="KAFKA_BOOTSTRAP",

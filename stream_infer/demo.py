@@ -83,6 +83,7 @@ def _demo_settings(settings: Settings, run_dir: Path) -> Settings:
         update={
             "worker": settings.worker.model_copy(update={"group_id": f"demo-{suffix}"}),
             "metrics": settings.metrics.model_copy(update={"enabled": True, "port": free_port()}),
+            "labels": settings.labels.model_copy(update={"metrics_port": free_port()}),
             "features": settings.features.model_copy(
                 update={
                     "state_dir": run_dir / "state",
@@ -99,15 +100,18 @@ def _worker_counters(settings: Settings) -> dict[str, float]:
     """Flag and dead-letter counters from the worker's own /metrics."""
     import urllib.request
 
+    from prometheus_client.parser import text_string_to_metric_families
+
     url = f"http://{settings.metrics.host}:{settings.metrics.port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as resp:
         text = resp.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("stream_infer_scores_flagged_total{"):
-            flag = line.split('flag="', 1)[1].split('"', 1)[0]
-            out[f"flagged_{flag}"] = float(line.rsplit(" ", 1)[1])
-    return out
+    return {
+        f"flagged_{sample.labels['flag']}": sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "stream_infer_scores_flagged"
+        for sample in family.samples
+        if sample.name == "stream_infer_scores_flagged_total"
+    }
 
 
 def summarize(

@@ -45,6 +45,7 @@ from stream_infer.labels.aggregator import (
     LabelRecord,
     RowSink,
 )
+from stream_infer.labels.metrics import LabelMetrics
 from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
 from stream_infer.state.factory import open_state
 
@@ -140,11 +141,20 @@ def labels_counted(settings: Settings) -> int:
 
 
 def build_aggregator(
-    settings: Settings, partitions: int, extra_sinks: Sequence[RowSink] = ()
+    settings: Settings,
+    partitions: int,
+    extra_sinks: Sequence[RowSink] = (),
+    metrics: LabelMetrics | None = None,
 ) -> LabelAggregator:
-    """Counts and rows on the configured backend (see :func:`open_counts`)."""
+    """Counts and rows on the configured backend (see :func:`open_counts`); with ``metrics``,
+    the rows each sink takes are counted and the terminal store's publishes move the
+    watermark gauge."""
     stores = open_state(settings)
-    return LabelAggregator(open_counts(settings), [stores.terminals, *extra_sinks], partitions)
+    sinks: list[RowSink] = [stores.terminals, *extra_sinks]
+    if metrics is not None:
+        sinks = [metrics.counting_rows(stores.terminals, "terminal_store", watermark=True)]
+        sinks += [metrics.counting_rows(s, type(s).__name__) for s in extra_sinks]
+    return LabelAggregator(open_counts(settings), sinks, partitions)
 
 
 def topic_partitions(settings: Settings) -> int:
@@ -156,9 +166,11 @@ def topic_partitions(settings: Settings) -> int:
     return len(meta.partitions)
 
 
-def create_app(settings: Settings, aggregator: LabelAggregator) -> tuple[Any, dict[str, int]]:
+def create_app(
+    settings: Settings, aggregator: LabelAggregator, metrics: LabelMetrics | None = None
+) -> tuple[Any, dict[str, int]]:
     """The faust App with one agent over the labels topic, and its running totals
-    (``counted``, ``dead_lettered``)."""
+    (``counted``, ``dead_lettered``), also counted in ``metrics``."""
     import faust
 
     opts = settings.labels
@@ -199,6 +211,8 @@ def create_app(settings: Settings, aggregator: LabelAggregator) -> tuple[Any, di
     app.on_partitions_assigned.connect(on_assigned)
 
     retry = StoreRetry(settings.worker.store_retry_initial_s, settings.worker.store_retry_max_s)
+    metrics = metrics or LabelMetrics()
+    metrics.watch_store(lambda: retry.store_down)
 
     async def on_shutdown(_sender: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
         retry.stop()
@@ -212,8 +226,8 @@ def create_app(settings: Settings, aggregator: LabelAggregator) -> tuple[Any, di
         records = [
             LabelRecord(e.message.partition, e.message.offset, e.message.value) for e in events
         ]
-        outcome = retry.call(lambda: aggregator.count(records))
-        retry.call(lambda: aggregator.publish_ready(outcome))
+        outcome = retry.call(metrics.counting_errors("count", lambda: aggregator.count(records)))
+        retry.call(metrics.counting_errors("publish", lambda: aggregator.publish_ready(outcome)))
         return outcome
 
     @app.agent(topic)
@@ -224,6 +238,7 @@ def create_app(settings: Settings, aggregator: LabelAggregator) -> tuple[Any, di
             except asyncio.CancelledError:
                 retry.stop()  # stopping: the thread gives up its retry; the batch stays unacked
                 raise
+            metrics.batch_applied(outcome)
             stats["counted"] += outcome.counted
             stats["dead_lettered"] += len(outcome.dead_letters)
             for rec, reason in outcome.dead_letters:
@@ -255,8 +270,13 @@ def run(settings: Settings) -> None:
 
         redis = settings.redis.url.get_secret_value() if settings.redis.url else None
         sinks.append(FeastTerminalSink(settings.features.repo_dir, redis))
-    aggregator = build_aggregator(settings, partitions, sinks)
-    app, _stats = create_app(settings, aggregator)
+    metrics = LabelMetrics()
+    aggregator = build_aggregator(settings, partitions, sinks, metrics)
+    app, _stats = create_app(settings, aggregator, metrics)
+    if settings.metrics.enabled:
+        from stream_infer.metrics import serve
+
+        serve(metrics.registry, settings.metrics.host, settings.labels.metrics_port)
     from faust import Worker
 
     # faust's own worker: signal handling, graceful stop, offset commits.
