@@ -12,6 +12,7 @@ import click
 from stream_infer.cli_model import model as model_commands
 from stream_infer.config import Settings, load_settings
 from stream_infer.errors import StreamInferError
+from stream_infer.lag.cli import lag as lag_commands
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -31,6 +32,7 @@ def cli(ctx: click.Context, log_level: str) -> None:
 
 
 cli.add_command(model_commands)
+cli.add_command(lag_commands)
 
 
 @cli.group()
@@ -103,11 +105,20 @@ def features_build(
 
 @cli.command()
 @click.option("--max-events", type=int, default=None, help="exit after this many events")
+@click.option(
+    "--processes", type=click.IntRange(1, 64), default=1, help="worker processes in the group"
+)
 @click.pass_context
-def worker(ctx: click.Context, max_events: int | None) -> None:
+def worker(ctx: click.Context, max_events: int | None, processes: int) -> None:
     """Run a scoring worker until SIGTERM/SIGINT (then drain and commit)."""
     from stream_infer.runtime import build_worker, install_stop_signals, kafka_cluster
 
+    if processes > 1:
+        from stream_infer.scale import run_processes
+
+        with kafka_cluster(_settings(ctx)) as settings:
+            extra = ["--max-events", str(max_events)] if max_events is not None else []
+            ctx.exit(run_processes(settings, processes, extra))
     with kafka_cluster(_settings(ctx)) as settings:
         w = build_worker(settings)
         install_stop_signals(w.stop)

@@ -187,6 +187,9 @@ class ServeSettings(_Frozen):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    grpc_port: int = Field(
+        default=8081, ge=0, le=65535, description="the Open Inference Protocol over gRPC; 0 = off"
+    )
     max_queue: int = Field(default=1024, ge=1)
     request_timeout_ms: float = Field(default=1000.0, gt=0)
     max_body_bytes: int = Field(default=65536, ge=256)
