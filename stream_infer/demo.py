@@ -172,6 +172,20 @@ def run_demo(
         data = generate(SimulationConfig(**DEMO_SIMULATION), progress=False)  # type: ignore[arg-type]
         labels = ChildProcess(s, run_dir / "labels.log", "labels")
         worker = ChildProcess(s, run_dir / "worker.log", "worker")
+        status_port = free_port()
+        host = s.metrics.host
+        status = ChildProcess(
+            s,
+            run_dir / "lag.log",
+            "lag serve",
+            [
+                "--port", str(status_port),
+                "--interval", "2",
+                "--scrape", f"http://{host}:{s.metrics.port}/metrics",
+                "--scrape", f"http://{host}:{s.labels.metrics_port}/metrics",
+            ],
+        )  # fmt: skip
+        console.print(f"status page: http://127.0.0.1:{status_port}/status (lag, models, drift)")
         try:
             worker.wait_for("assigned [", timeout_s=120)
             labels.wait_for("labels partitions assigned: [", timeout_s=120)
@@ -190,6 +204,7 @@ def run_demo(
         finally:
             worker.terminate(timeout_s=120)
             labels.terminate(timeout_s=60)
+            status.terminate(timeout_s=30)
     summary = summarize(invalid, dead, result.measurement, result.replay, counted)
     # Scores whose terminal row was not final yet (label processor behind): values are zeros
     # and the score says so; never a silently stale row.

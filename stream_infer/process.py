@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,12 +57,14 @@ def child_env(settings: Settings, base: dict[str, str] | None = None) -> dict[st
 class ChildProcess:
     """A ``stream-infer <command>`` child; stdout and stderr go to ``log``."""
 
-    def __init__(self, settings: Settings, log: Path, command: str = "worker") -> None:
+    def __init__(
+        self, settings: Settings, log: Path, command: str = "worker", args: Sequence[str] = ()
+    ) -> None:
         self.log = log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[bytes] = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_infer", command],
+            [sys.executable, "-m", "stream_infer", *command.split(), *args],
             env=child_env(settings),
             stdout=self._fh,
             stderr=subprocess.STDOUT,
