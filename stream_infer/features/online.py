@@ -3,13 +3,14 @@
 The math is :mod:`stream_infer.features.definitions`; this module only keeps the state it reads
 and fills the model's input matrix for a batch. Customer state is kept per Kafka partition (the
 worker owns whole partitions), so a revoked partition's state can be flushed and dropped.
+Customer histories live in a bounded :class:`~stream_infer.state.customers.CustomerState`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -18,14 +19,13 @@ from stream_infer.features.definitions import (
     LABEL_DELAY_DAYS,
     N_FEATURES,
     SECONDS_PER_DAY,
-    CustomerHistory,
     request_features,
     terminal_features,
 )
+from stream_infer.state.base import Entry
+from stream_infer.state.customers import PRUNE_AT, PRUNE_STALE, CustomerState, CustomerStore
 
 FLAG_TERMINAL_MISSING = "terminal_features_unavailable"
-#: Histories longer than this are pruned of entries no window can reach any more.
-PRUNE_AT = 256
 
 
 TerminalRow = tuple[float, float, float, float, float, float]
@@ -96,98 +96,20 @@ class TxInput:
     offset: int
 
 
-class CustomerStore(Protocol):
-    """Durable customer histories (see :mod:`stream_infer.state.base`)."""
-
-    def load(self, customer_ids: Iterable[str]) -> Mapping[str, Sequence[Any]]: ...
-
-    def save(self, entries: Mapping[str, Sequence[Any]]) -> None: ...
-
-    def first_day(self) -> int | None: ...
-
-    def record_first_day(self, day: int) -> None: ...
-
-
-class CustomerState:
-    """Customer histories for the partitions this process owns, backed by a store.
-
-    A customer seen for the first time (after start, restart or rebalance) is loaded from the
-    store, so a new owner continues exactly where the old one stopped. New entries of a batch
-    are saved in one call before the batch's scores are produced.
-    """
-
-    def __init__(self, store: CustomerStore | None = None, cache: bool = True) -> None:
-        self._by_partition: dict[int, dict[str, CustomerHistory]] = {}
-        self._store = store
-        self._cache = cache
-        self._pending: dict[str, list[Any]] = {}
-
-    def prepare(self, wanted: Iterable[tuple[int, str]]) -> None:
-        """Load the histories of customers not in memory (one store round trip)."""
-        if self._store is None:
-            return
-        missing: dict[str, int] = {}
-        for partition, cid in wanted:
-            customers = self._by_partition.get(partition)
-            if not self._cache or customers is None or cid not in customers:
-                missing[cid] = partition
-        if not missing:
-            return
-        for cid, entries in self._store.load(missing).items():
-            hist = CustomerHistory()
-            for e in entries:
-                hist.add(e.epoch_seconds, e.seq, e.amount, e.transaction_id)
-            self._by_partition.setdefault(missing[cid], {})[cid] = hist
-
-    def history(self, partition: int, customer_id: str) -> CustomerHistory:
-        customers = self._by_partition.setdefault(partition, {})
-        hist = customers.get(customer_id)
-        if hist is None:
-            hist = customers[customer_id] = CustomerHistory()
-        return hist
-
-    def record(self, customer_id: str, entry: Any) -> None:
-        """Remember a new entry to save with the batch."""
-        self._pending.setdefault(customer_id, []).append(entry)
-
-    def take_pending(self) -> dict[str, list[Any]]:
-        """The new entries recorded since the last call (for the caller to save)."""
-        pending, self._pending = self._pending, {}
-        return pending
-
-    def save(self, entries: Mapping[str, Sequence[Any]]) -> None:
-        """Write entries to the store; durable when this returns. Thread-safe if the store is.
-
-        Raises:
-            RetryableError: the store failed.
-        """
-        if self._store is not None and entries:
-            self._store.save(entries)
-
-    def flush(self) -> None:
-        """Save the batch's new entries now; durable when this returns."""
-        self.save(self.take_pending())
-
-    def drop_partitions(self, partitions: Iterable[int]) -> None:
-        """Forget revoked partitions' customers (the new owner reloads them from the store)."""
-        for p in partitions:
-            self._by_partition.pop(p, None)
-
-    def customers(self) -> int:
-        return sum(len(c) for c in self._by_partition.values())
-
-
 class FeatureComputer:
     """Fills the (n, 15) input matrix for a batch and updates customer state.
 
     Args:
         terminal_rows: published terminal daily rows.
-        store: durable customer histories (None: memory only).
+        store: durable customer histories (None: memory only; an evicted customer then
+            starts over, so size the cache for tests and benchmarks that use none).
         persist: record new entries (the worker); False for read-only callers (the sidecar).
         write_behind: leave recorded entries for the caller to save (``state.take_pending``)
             instead of saving them inside :meth:`compute`.
         cache: keep histories in memory between batches (the worker owns its partitions);
             False reloads every batch (the sidecar reads what workers wrote).
+        customer_cache_size: customers kept in memory (LRU).
+        prune_margin_days: history kept past the 30-day window, for late events.
     """
 
     def __init__(
@@ -198,9 +120,17 @@ class FeatureComputer:
         persist: bool = True,
         cache: bool = True,
         write_behind: bool = False,
+        customer_cache_size: int = 200_000,
+        prune_margin_days: int = 1,
     ) -> None:
         self.write_behind = write_behind
-        self.state = CustomerState(store, cache)
+        self.state = CustomerState(
+            store,
+            cache,
+            max_customers=customer_cache_size,
+            margin_days=prune_margin_days,
+            persist=persist,
+        )
         self._store = store
         self._start_day: int | None = None
         self._start_loaded = False
@@ -211,14 +141,17 @@ class FeatureComputer:
         """The first UTC day this stream has data for (persisted with the state).
 
         Only the writer (the worker) extends it; read-only callers just read it.
+
+        Raises:
+            StoreUnavailableError: the store failed; the day in memory is unchanged.
         """
         if not self._start_loaded and self._store is not None:
             self._start_day = self._store.first_day()
             self._start_loaded = True
         if self.persist and (self._start_day is None or batch_first_day < self._start_day):
-            self._start_day = batch_first_day
             if self._store is not None:
-                self._store.record_first_day(batch_first_day)
+                self._store.record_first_day(batch_first_day)  # the store first: see compute
+            self._start_day = batch_first_day
         return self._start_day
 
     def compute(
@@ -229,11 +162,15 @@ class FeatureComputer:
         Terminal features use exactly the row of the event's own day; when that row is not
         published the values are zeros and the row is flagged, never silently stale.
 
-        Raises:
-            RetryableError: the state store could not be read or written.
-        """
-        from stream_infer.state.base import Entry
+        Every store read happens before any customer history changes, so when one fails the
+        state is as before the call and calling again with the same ``txs`` gives the same
+        features. Without ``write_behind`` the batch is saved at the end; if that fails, the
+        histories keep the batch's entries and still record them for the next save, and a
+        repeated call gives the same features (adding an entry twice changes nothing).
 
+        Raises:
+            StoreUnavailableError: the state store could not be read or written.
+        """
         rows_out: list[tuple[float, ...]] = []
         append = rows_out.append
         flags: list[tuple[str, ...]] = []
@@ -243,24 +180,32 @@ class FeatureComputer:
             {(tx.terminal_id, d) for tx, d in zip(txs, days, strict=True)}, start_day
         )
         state = self.state
-        state.prepare((tx.partition, tx.customer_id) for tx in txs)
-        history = state.history
+        keys = [(tx.partition, tx.customer_id) for tx in txs]
+        by_key = state.checkout(keys)
+        hists = [by_key[key] for key in keys]
         record = state.record
+        record_stale = state.record_stale
+        keep_s = state.keep_s
+        margin_s = state.margin_s
         persist = self.persist
         none: tuple[str, ...] = ()
         missing = (FLAG_TERMINAL_MISSING,)
         for i, tx in enumerate(txs):
-            hist = history(tx.partition, tx.customer_id)
-            before = len(hist.times)
+            hist = hists[i]
+            times = hist.times
+            before = len(times)
             idx = hist.add(tx.epoch_seconds, tx.offset, tx.amount, tx.transaction_id)
-            if persist and len(hist.times) != before:
+            if persist and len(times) != before:
                 record(
                     tx.customer_id,
                     Entry(tx.transaction_id, tx.epoch_seconds, tx.offset, tx.amount),
                 )
-                if before > PRUNE_AT:
-                    hist.prune(hist.times[-1])
-                    idx = hist.add(tx.epoch_seconds, tx.offset, tx.amount, tx.transaction_id)
+                # The oldest entry out of reach: drop from the store what no window reaches.
+                if before and times[0] <= times[-1] - keep_s:
+                    stale = record_stale(tx.customer_id, hist, idx, before)
+                    if stale >= PRUNE_STALE or before > PRUNE_AT:
+                        hist.prune(times[-1] - margin_s)
+                        idx = hist.add(tx.epoch_seconds, tx.offset, tx.amount, tx.transaction_id)
             term = rows.get((tx.terminal_id, days[i]))
             append(
                 request_features(tx.epoch_seconds, tx.amount)

@@ -2,27 +2,39 @@
 
 Customer entries are keyed by ``transaction_id`` inside each customer, so writing an entry
 twice (re-delivery, a restarted worker, a second replay) changes nothing: idempotent by
-construction. Terminal rows are written once per (terminal, day) by the label processor, and
+construction. A write set also names the entries no window can reach any more (``dropped``),
+which the store deletes with the same call, so a store holds about a window's worth per
+customer. Terminal rows are written once per (terminal, day) by the label processor, and
 ``complete_through`` says up to which day the labels are final.
+
+Every method raises :class:`~stream_infer.errors.StoreUnavailableError`, and only that, when the
+store cannot be reached, answers too late, or is busy or locked; the store never retries by
+itself (the caller decides, see docs/ARCHITECTURE.md). A failed call may have been applied in
+part or whole; repeating it is safe (writes are idempotent).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from stream_infer.features.online import TerminalRow
+if TYPE_CHECKING:  # features.online builds Entry objects: no import cycle at run time
+    from stream_infer.features.online import TerminalRow
 
 
 @dataclass(slots=True)  # not frozen: created once per event on the hot path (see TxInput)
 class Entry:
-    """One transaction in a customer's history."""
+    """One transaction in a customer's history.
+
+    ``dropped``: in a write set, "delete this transaction": no window can reach it any more.
+    """
 
     transaction_id: str
     epoch_seconds: int
     seq: int
     amount: float
+    dropped: bool = False
 
     def pack(self) -> bytes:
         return f"{self.epoch_seconds},{self.seq},{self.amount!r}".encode()
@@ -42,7 +54,9 @@ class CustomerStore(Protocol):
         ...
 
     def save(self, entries: Mapping[str, Sequence[Entry]]) -> None:
-        """Add entries (idempotent by transaction_id). Durable when this returns."""
+        """Add each customer's entries and delete its ``dropped`` ones (additions first, so an
+        entry both added and dropped is gone). Idempotent by transaction_id; durable when this
+        returns."""
         ...
 
     def prune(self, customer_id: str, before_epoch_seconds: int) -> None:

@@ -20,10 +20,20 @@ class StateStores:
 
 
 def open_state(settings: Settings) -> StateStores:
-    """Redis (``STREAM_INFER_REDIS__URL``) or ``<state_dir>/state.db`` (embedded default)."""
+    """Redis (``STREAM_INFER_REDIS__URL``) or ``<state_dir>/state.db`` (embedded default).
+
+    A Redis client's calls each end within ``redis.socket_timeout_s``.
+
+    Raises:
+        StoreUnavailableError: the SQLite file cannot be opened (Redis connects lazily).
+    """
     url = settings.redis.url
     if url is not None:
-        client = connect(url.get_secret_value())
+        client = connect(
+            url.get_secret_value(),
+            socket_timeout_s=settings.redis.socket_timeout_s,
+            connect_timeout_s=settings.redis.connect_timeout_s,
+        )
         prefix = settings.redis.key_prefix
         return StateStores(
             RedisCustomerStore(client, prefix), RedisTerminalStore(client, prefix), "redis"

@@ -3,27 +3,68 @@
 Keys (``prefix`` defaults to ``si``):
 - ``{prefix}:c:{customer_id}``: hash ``transaction_id -> "epoch,seq,amount"``;
 - ``{prefix}:t:{day}``: hash ``terminal_id -> "nb1,risk1,nb7,risk7,nb30,risk30"``;
-- ``{prefix}:t:complete``: the last complete label day.
+- ``{prefix}:t:complete``: the last complete label day;
+- ``{prefix}:first_day``: the earliest UTC day of the stream.
+
+Every method raises :class:`~stream_infer.errors.StoreUnavailableError` for any Redis failure
+(refused, timed out, loading, read-only, ...). The client from :func:`connect` bounds each call
+by its socket timeout and never retries: the caller decides what to do next.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from stream_infer.errors import RetryableError
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from stream_infer.errors import StoreUnavailableError
 from stream_infer.features.online import TerminalRow
 from stream_infer.state.base import Entry
 
+#: An idle customer's history expires once no window (30 days + the default margin) reaches it.
 CUSTOMER_TTL_S = 31 * 86_400
 ROW_TTL_S = 40 * 86_400  # a row for day D is read on day D only; keep a margin for replays
 
+_LOWER_FIRST_DAY = (
+    "local cur = redis.call('GET', KEYS[1]); "
+    "if (not cur) or tonumber(cur) > tonumber(ARGV[1]) then "
+    "redis.call('SET', KEYS[1], ARGV[1]) end return 1"
+)
+# Compare-and-set so two label processors never move the watermark backwards.
+_RAISE_WATERMARK = (
+    "local cur = redis.call('GET', KEYS[1]); "
+    "if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then "
+    "redis.call('SET', KEYS[1], ARGV[1]) end return 1"
+)
 
-def connect(url: str) -> Any:
-    """A redis client for ``url`` (redis://host:port/db)."""
-    import redis
 
-    return redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=5.0)
+def connect(url: str, *, socket_timeout_s: float = 1.0, connect_timeout_s: float = 1.0) -> Any:
+    """A redis client for ``url`` (redis://host:port/db) whose every call ends within about
+    ``socket_timeout_s`` (connecting: ``connect_timeout_s``), retried by no one.
+
+    The defaults are :class:`~stream_infer.config.RedisSettings`'; ``open_state`` passes the
+    configured ones.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=connect_timeout_s,
+        # redis-py retries timeouts and refused connections by default, which would multiply
+        # the bound; the worker's backoff is the one retry policy.
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+@contextmanager
+def _unavailable(what: str) -> Iterator[None]:
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreUnavailableError(f"redis {what} failed: {exc}") from exc
 
 
 class RedisCustomerStore:
@@ -38,13 +79,11 @@ class RedisCustomerStore:
 
     def load(self, customer_ids: Iterable[str]) -> dict[str, list[Entry]]:
         ids = list(customer_ids)
-        try:
+        with _unavailable("customer load"):
             pipe = self.client.pipeline(transaction=False)
             for cid in ids:
                 pipe.hgetall(self._key(cid))
             replies = pipe.execute()
-        except Exception as exc:  # redis.RedisError: connection, timeout
-            raise RetryableError(f"redis load failed: {exc}") from exc
         return {
             cid: [Entry.unpack(tid.decode(), raw) for tid, raw in reply.items()]
             for cid, reply in zip(ids, replies, strict=True)
@@ -53,39 +92,39 @@ class RedisCustomerStore:
     def save(self, entries: Mapping[str, Sequence[Entry]]) -> None:
         if not entries:
             return
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for cid, items in entries.items():
-                key = self._key(cid)
-                pipe.hset(key, mapping={e.transaction_id: e.pack() for e in items})
-                # An idle customer's history expires once no window can reach it.
+        pipe = self.client.pipeline(transaction=False)
+        for cid, items in entries.items():
+            key = self._key(cid)
+            added = {e.transaction_id: e.pack() for e in items if not e.dropped}
+            if added:
+                pipe.hset(key, mapping=added)
                 pipe.expire(key, CUSTOMER_TTL_S)
+            dropped = [e.transaction_id for e in items if e.dropped]
+            if dropped:  # after the HSET: an entry both added and dropped ends up gone
+                pipe.hdel(key, *dropped)
+        with _unavailable("customer save"):
             pipe.execute()
-        except Exception as exc:
-            raise RetryableError(f"redis save failed: {exc}") from exc
 
     def prune(self, customer_id: str, before_epoch_seconds: int) -> None:
         key = self._key(customer_id)
-        stale = [
-            tid
-            for tid, raw in self.client.hgetall(key).items()
-            if Entry.unpack(tid.decode(), raw).epoch_seconds < before_epoch_seconds
-        ]
-        if stale:
-            self.client.hdel(key, *stale)
+        with _unavailable("customer prune"):
+            stale = [
+                tid
+                for tid, raw in self.client.hgetall(key).items()
+                if Entry.unpack(tid.decode(), raw).epoch_seconds < before_epoch_seconds
+            ]
+            if stale:
+                self.client.hdel(key, *stale)
 
     def first_day(self) -> int | None:
-        raw = self.client.get(f"{self.prefix}:first_day")
+        with _unavailable("first day read"):
+            raw = self.client.get(f"{self.prefix}:first_day")
         return None if raw is None else int(raw)
 
     def record_first_day(self, day: int) -> None:
         # Compare-and-set: the earliest day any worker has seen.
-        script = (
-            "local cur = redis.call('GET', KEYS[1]); "
-            "if (not cur) or tonumber(cur) > tonumber(ARGV[1]) then "
-            "redis.call('SET', KEYS[1], ARGV[1]) end return 1"
-        )
-        self.client.eval(script, 1, f"{self.prefix}:first_day", day)
+        with _unavailable("first day write"):
+            self.client.eval(_LOWER_FIRST_DAY, 1, f"{self.prefix}:first_day", day)
 
 
 class RedisTerminalStore:
@@ -99,13 +138,11 @@ class RedisTerminalStore:
         wanted = list(keys)
         if not wanted:
             return {}
-        try:
+        with _unavailable("terminal read"):
             pipe = self.client.pipeline(transaction=False)
             for terminal, day in wanted:
                 pipe.hget(f"{self.prefix}:t:{day}", terminal)
             replies = pipe.execute()
-        except Exception as exc:
-            raise RetryableError(f"redis terminal read failed: {exc}") from exc
         out: dict[tuple[str, int], TerminalRow] = {}
         for key, raw in zip(wanted, replies, strict=True):
             if raw is not None:
@@ -114,26 +151,19 @@ class RedisTerminalStore:
         return out
 
     def publish(self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int) -> None:
-        pipe = self.client.pipeline(transaction=True)
         by_day: dict[int, dict[str, str]] = {}
         for (terminal, day), row in rows.items():
             by_day.setdefault(day, {})[terminal] = ",".join(repr(v) for v in row)
-        for day, mapping in by_day.items():
-            pipe.hset(f"{self.prefix}:t:{day}", mapping=mapping)
-            pipe.expire(f"{self.prefix}:t:{day}", ROW_TTL_S)
-        pipe.execute()
-        self._advance(complete_through)
-
-    def _advance(self, day: int) -> None:
-        key = f"{self.prefix}:t:complete"
-        # Compare-and-set so two label processors never move the watermark backwards.
-        script = (
-            "local cur = redis.call('GET', KEYS[1]); "
-            "if (not cur) or tonumber(cur) < tonumber(ARGV[1]) then "
-            "redis.call('SET', KEYS[1], ARGV[1]) end return 1"
-        )
-        self.client.eval(script, 1, key, day)
+        with _unavailable("terminal publish"):
+            pipe = self.client.pipeline(transaction=True)
+            for day, mapping in by_day.items():
+                pipe.hset(f"{self.prefix}:t:{day}", mapping=mapping)
+                pipe.expire(f"{self.prefix}:t:{day}", ROW_TTL_S)
+            pipe.execute()
+            # After the rows: a reader that sees the watermark finds every row it covers.
+            self.client.eval(_RAISE_WATERMARK, 1, f"{self.prefix}:t:complete", complete_through)
 
     def complete_through(self) -> int | None:
-        raw = self.client.get(f"{self.prefix}:t:complete")
+        with _unavailable("watermark read"):
+            raw = self.client.get(f"{self.prefix}:t:complete")
         return None if raw is None else int(raw)

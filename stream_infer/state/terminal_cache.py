@@ -10,9 +10,10 @@ the caller flags the score rather than use another day's row.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Protocol
+
+from cachetools import LRUCache
 
 from stream_infer.features.definitions import LABEL_DELAY_DAYS
 from stream_infer.features.online import ZERO_ROW, TerminalRow
@@ -30,14 +31,17 @@ class TerminalSource(Protocol):
 
 
 class CachedTerminalRows:
-    """A bounded LRU in front of a terminal store."""
+    """A bounded LRU (``max_entries`` rows) in front of a terminal store.
+
+    Store failures propagate (:class:`~stream_infer.errors.StoreUnavailableError`); what was
+    cached before the failure stays, and is final, so a repeated call returns the same rows.
+    """
 
     def __init__(
         self, store: TerminalSource, max_entries: int = 200_000, wait_ms: float = 0.0
     ) -> None:
         self._store = store
-        self._cache: OrderedDict[tuple[str, int], TerminalRow] = OrderedDict()
-        self._max = max_entries
+        self._cache: LRUCache[tuple[str, int], TerminalRow] = LRUCache(maxsize=max_entries)
         self._wait_s = wait_ms / 1000.0
         self.misses = 0
         self._complete: int | None = None
@@ -83,8 +87,6 @@ class CachedTerminalRows:
                 break
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         self.misses += len(missing)
-        while len(cache) > self._max:
-            cache.popitem(last=False)
         return found
 
     def _watermark(self, refresh: bool) -> int | None:

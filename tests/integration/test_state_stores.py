@@ -7,10 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from stream_infer.features.definitions import CUSTOMER_HORIZON_S, SECONDS_PER_DAY, CustomerHistory
+from stream_infer.features.online import FeatureComputer, TxInput
 from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
 from stream_infer.state.base import Entry
-from stream_infer.state.redis_store import RedisCustomerStore, RedisTerminalStore, connect
+from stream_infer.state.redis_store import (
+    CUSTOMER_TTL_S,
+    RedisCustomerStore,
+    RedisTerminalStore,
+    connect,
+)
 from stream_infer.state.sqlite_store import SqliteState
 
 
@@ -53,3 +61,49 @@ def test_terminal_rows_and_watermark(stores: tuple[Any, Any, Any]) -> None:
     terminals.publish({}, complete_through=90)  # a late processor never moves it back
     assert terminals.complete_through() == 92
     assert terminals.rows([("T1", 100), ("T2", 100)]) == {("T1", 100): row}
+
+
+def test_dropped_entries_are_deleted_with_the_save(stores: tuple[Any, Any, Any]) -> None:
+    customers, _, _ = stores
+    a = Entry("t1", 1_700_000_000, 5, 12.25)
+    b = Entry("t2", 1_700_000_100, 6, 0.1)
+    late = Entry("t0", 1_690_000_000, 4, 1.0)
+    customers.save({"c1": [a, b]})
+    drop = {"c1": [Entry("t1", a.epoch_seconds, 5, 12.25, dropped=True)]}
+    customers.save(drop)
+    customers.save(drop)  # again: nothing changes
+    assert customers.load(["c1"])["c1"] == [b]
+    # An entry added and dropped in one write set (a late event out of reach) is not kept.
+    customers.save({"c1": [late, Entry("t0", late.epoch_seconds, 4, 1.0, dropped=True)]})
+    assert customers.load(["c1"])["c1"] == [b]
+
+
+def test_a_long_stream_keeps_the_store_to_the_window(
+    stores: tuple[Any, Any, Any], redis_url: str, redis_prefix: str
+) -> None:
+    customers, _, _ = stores
+    day = SECONDS_PER_DAY
+    t0 = 1_700_000_000
+    # 3 customers, 6 events a day each for 70 days; evicted from a cache of 1 all along.
+    txs = [
+        TxInput(f"x{i}", f"c{i % 3}", "T", t0 + i * day // 18, 1.0 + i % 7, 0, i)
+        for i in range(18 * 70)
+    ]
+    fc = FeatureComputer(store=customers, write_behind=True, customer_cache_size=1)
+    hists: dict[str, CustomerHistory] = {}
+    for i in range(0, len(txs), 50):
+        matrix, _ = fc.compute(txs[i : i + 50])
+        fc.state.save(fc.state.take_pending())
+        for row, t in zip(matrix.tolist(), txs[i : i + 50], strict=True):
+            hist = hists.setdefault(t.customer_id, CustomerHistory())
+            want = hist.features_at(hist.add(t.epoch_seconds, t.offset, t.amount, t.transaction_id))
+            assert tuple(row[3:9]) == want, t.transaction_id
+    keep = CUSTOMER_HORIZON_S + day  # the window plus the default one-day margin
+    for cid, entries in customers.load(["c0", "c1", "c2"]).items():
+        newest = max(e.epoch_seconds for e in entries)
+        assert min(e.epoch_seconds for e in entries) > newest - keep, cid
+        assert len(entries) <= 6 * 31 + 1, cid
+    if isinstance(customers, RedisCustomerStore):  # idle customers still expire
+        client = redis.Redis.from_url(redis_url)
+        assert 0 < client.ttl(f"{redis_prefix}:c:c0") <= CUSTOMER_TTL_S
+        client.close()

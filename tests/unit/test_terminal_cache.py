@@ -67,3 +67,27 @@ def test_waits_for_the_label_processor_then_gives_up() -> None:
     timer.join()
     short = CachedTerminalRows(Store(complete=50), wait_ms=50)
     assert short.rows([("A", 100)]) == {}
+
+
+def test_the_cache_evicts_the_least_recently_used_row() -> None:
+    store = Store(complete=92)
+    for terminal in "ABC":
+        store.published[(terminal, 100)] = ROW
+    cache = CachedTerminalRows(store, max_entries=2)
+    cache.rows([("A", 100)])
+    cache.rows([("B", 100)])
+    cache.rows([("A", 100)])  # A is now the most recently used
+    cache.rows([("C", 100)])  # evicts B, not A (the first in)
+    reads = store.reads
+    assert cache.rows([("A", 100), ("C", 100)]) == {("A", 100): ROW, ("C", 100): ROW}
+    assert store.reads == reads
+    assert cache.rows([("B", 100)]) == {("B", 100): ROW}
+    assert store.reads == reads + 1
+
+
+def test_a_batch_larger_than_the_cache_gets_all_its_rows() -> None:
+    store = Store(complete=92)
+    keys = [(f"T{i}", 100) for i in range(10)]
+    for key in keys:
+        store.published[key] = ROW
+    assert CachedTerminalRows(store, max_entries=3).rows(keys) == dict.fromkeys(keys, ROW)

@@ -1,0 +1,100 @@
+"""SQLite state fails cleanly: a locked or unopenable file raises StoreUnavailableError, a
+failed write leaves nothing half-applied, and the same store works once the lock is gone."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream_infer.errors import StoreUnavailableError
+from stream_infer.state.base import Entry
+from stream_infer.state.sqlite_store import SqliteState
+
+A = Entry("t1", 1_700_000_000, 1, 12.5)
+B = Entry("t2", 1_700_000_100, 2, 3.0)
+ROW = (1.0, 0.0, 2.0, 0.5, 3.0, 0.25)
+
+WRITES: dict[str, Callable[[SqliteState], Any]] = {
+    "save": lambda db: db.save({"c": [B, Entry("t1", A.epoch_seconds, 1, 12.5, dropped=True)]}),
+    "prune": lambda db: db.prune("c", A.epoch_seconds + 1),
+    "record_first_day": lambda db: db.record_first_day(1),
+    "publish": lambda db: db.publish({("T", 100): ROW}, 95),
+}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[SqliteState]:
+    state = SqliteState(tmp_path / "state.db", busy_timeout_s=0.05)
+    state.save({"c": [A]})
+    state.record_first_day(5)
+    state.publish({("T", 99): ROW}, 90)
+    yield state
+    state.close()
+
+
+@contextmanager
+def write_locked(path: Path) -> Iterator[None]:
+    """Another connection holds the write lock (a second writer, a stuck process)."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def snapshot(db: SqliteState) -> tuple[Any, ...]:
+    return (
+        db.load(["c"]),
+        db.first_day(),
+        db.rows([("T", 99), ("T", 100)]),
+        db.complete_through(),
+    )
+
+
+@pytest.mark.parametrize("write", sorted(WRITES))
+def test_a_locked_write_raises_store_unavailable_and_changes_nothing(
+    db: SqliteState, tmp_path: Path, write: str
+) -> None:
+    before = snapshot(db)
+    with write_locked(tmp_path / "state.db"), pytest.raises(StoreUnavailableError) as info:
+        WRITES[write](db)
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    assert snapshot(db) == before  # rolled back, nothing half-applied
+    WRITES[write](db)  # the lock is gone: the same call succeeds
+    assert snapshot(db) != before
+
+
+def test_reads_go_on_while_another_process_writes(db: SqliteState, tmp_path: Path) -> None:
+    with write_locked(tmp_path / "state.db"):  # WAL: readers never wait for the writer
+        assert db.load(["c"]) == {"c": [A]}
+        assert db.first_day() == 5
+        assert db.rows([("T", 99)]) == {("T", 99): ROW}
+        assert db.complete_through() == 90
+
+
+def test_a_file_that_cannot_be_opened_raises_store_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "state.db").mkdir()  # a directory where the database should be
+    with pytest.raises(StoreUnavailableError):
+        SqliteState(tmp_path / "state.db")
+
+
+def test_an_exclusively_locked_file_raises_store_unavailable_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    SqliteState(path).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA locking_mode=EXCLUSIVE")
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailableError):
+            SqliteState(path, busy_timeout_s=0.05)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    SqliteState(path).close()
