@@ -18,6 +18,8 @@ def markdown(result: dict[str, Any]) -> str:
         "quix": "peer: Quix Streams, per-event model",
         "naive": "peer: confluent loop, per-event model",
         "worker": "stream-infer worker (features + batched model)",
+        "worker_eos": f"same, exactly-once, on {result['exactly_once']['broker']}",
+        "worker_shadow": "same, at-least-once, plus a shadow version",
     }
     lines = [
         f"{result['events']:,} events, median of {result['reps']}; {result['machine']}",
@@ -33,6 +35,8 @@ def markdown(result: dict[str, Any]) -> str:
         )
     m = result["model_limit"]
     lat = result["latency_at_half_max"]
+    eos, shadow, swap = result["exactly_once"], result["shadow"], result["hot_swap"]
+    txns = eos["transactions"]
     lines += [
         "",
         f"- model limit (ONNX Runtime, 1 thread): {m['rows_per_s_batch_1']:,.0f} rows/s "
@@ -42,6 +46,22 @@ def markdown(result: dict[str, Any]) -> str:
         f"- latency at 50% of max ({lat['rate']:,.0f}/s, open loop, max_wait_ms=5): "
         f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, p99.9 {lat['p99.9_ms']:.1f} ms "
         f"(missing {lat['missing']})",
+        f"- exactly-once vs at-least-once ({eos['broker']}, transactions every "
+        f"{eos['transaction_interval_ms']:.0f} ms): {eos['vs_at_least_once']:.2f}x "
+        f"(per run {eos['runs_vs_at_least_once']}; transactions committed "
+        f"{[t['committed'] for t in txns]}, aborted {[t['aborted'] for t in txns]}; "
+        f"events per batch {rows['worker_eos']['events_per_batch']:.0f} vs "
+        f"{rows['worker']['events_per_batch']:.0f})",
+        f"- shadow scoring vs none: {shadow['vs_no_shadow']:.2f}x "
+        f"(per run {shadow['runs_vs_no_shadow']}); scores-shadow got "
+        f"{[c['records'] for c in shadow['scores_shadow']]} records, "
+        f"{[c['transactions'] for c in shadow['scores_shadow']]} distinct, "
+        f"for {shadow['events']:,} events",
+        f"- hot swap at {swap['runs'][0]['rate']:,.0f}/s (median of {len(swap['runs'])}): "
+        f"promote to first v2 score {swap['to_v2_s']:.2f} s; longest scored_at gap "
+        f"{swap['gap_ms_swap']:.0f} ms in the {swap['runs'][0]['window_s']:.0f} s from the "
+        f"promote vs {swap['gap_ms_before']:.0f} ms in the same span before it (arrival here: "
+        f"{swap['arrival_gap_ms_swap']:.0f} vs {swap['arrival_gap_ms_before']:.0f} ms)",
     ]
     return "\n".join(lines)
 

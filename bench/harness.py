@@ -4,8 +4,11 @@ Rows (throughput rows are medians of ``reps`` runs, each in its own process):
 - transport limit: plain consume -> decode -> encode -> produce;
 - model limit: ONNX Runtime on pre-built feature matrices, batch 1 and 512 (rows/s);
 - Quix Streams peer and a naive confluent-kafka loop: per-event features and model call;
-- stream-infer worker: the full feature pipeline;
-- latency: the worker at 50% of its measured maximum, open loop, end to end.
+- stream-infer worker: the full feature pipeline; the same exactly-once (Kafka transactions,
+  ``worker.transaction_interval_ms`` apart), and the same with a shadow version scoring every
+  event to ``scores-shadow`` (checked to receive one record per event);
+- latency: the worker at 50% of its measured maximum, open loop, end to end;
+- hot swap: a promote under a steady paced load (:mod:`bench.swap`), ``reps`` runs.
 """
 
 from __future__ import annotations
@@ -24,13 +27,19 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from bench.swap import FIGURES as SWAP_FIGURES
+from bench.swap import hot_swap
+from bench.versions import SECOND, with_second_version
 from stream_infer.config import Settings, load_settings
 from stream_infer.features.definitions import N_FEATURES
 from stream_infer.kafka.broker import EmbeddedBroker
 from stream_infer.runtime import apply_topics, load_serving_model
 
 REPO = Path(__file__).resolve().parents[1]
-THROUGHPUT_ROWS = ("transport", "quix", "naive", "worker")
+THROUGHPUT_ROWS = ("transport", "quix", "naive", "worker", "worker_eos", "worker_shadow")
+#: The exactly-once row's worker settings; a stable instance id names its transactional.id.
+EOS_WORKER = {"processing_guarantee": "exactly-once", "instance_id": "bench-eos"}
+SWAP_RATE = 5_000.0
 
 
 def _topics(bootstrap: str, work: Path) -> Settings:
@@ -69,15 +78,18 @@ def _preload(settings: Settings, data: pd.DataFrame) -> None:
         raise RuntimeError(f"preload failed: {result.error_samples}")
 
 
-def _row(name: str, settings: Settings, events: int) -> dict[str, Any]:
+def _row(name: str, settings: Settings, events: int, **extra: Any) -> dict[str, Any]:
     args = {
         "bootstrap": settings.kafka.bootstrap_servers,
         "source": settings.topics.transactions,
         "sink": settings.topics.scores,
+        "shadow_sink": settings.topics.scores_shadow,
+        "dead_letter": settings.topics.dead_letter,
         "events": events,
         "registry": str(settings.model.registry_dir),
         "state_dir": str(settings.features.state_dir),
         "specs": str(settings.topics.specs_dir),
+        **extra,
     }
     out = subprocess.run(
         [sys.executable, "-m", "bench.rows", name, orjson.dumps(args).decode()],
@@ -91,6 +103,26 @@ def _row(name: str, settings: Settings, events: int) -> dict[str, Any]:
         raise RuntimeError(f"row {name} failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = orjson.loads(lines[-1])
     return result
+
+
+def count_records(settings: Settings, topic: str, idle_s: float = 2.0) -> dict[str, int]:
+    """Every record of ``topic`` (read from the beginning until ``idle_s`` brings nothing):
+    how many, and how many distinct transaction ids."""
+    from loadgen.measure import open_consumer
+
+    consumer = open_consumer(settings.kafka.client_config(), topic)
+    ids: set[str] = set()
+    records, last = 0, time.monotonic()
+    try:
+        while time.monotonic() - last < idle_s:
+            msgs = [m for m in consumer.consume(1000, 0.1) if m.error() is None]
+            if msgs:
+                last = time.monotonic()
+            records += len(msgs)
+            ids.update(orjson.loads(m.value())["transaction_id"] for m in msgs)
+    finally:
+        consumer.close()
+    return {"records": records, "transactions": len(ids)}
 
 
 def model_limit(settings: Settings, seconds: float = 1.0) -> dict[str, float]:
@@ -169,6 +201,22 @@ def latency(
     }
 
 
+def _swap(bootstrap: str, work: Path, data: pd.DataFrame, rate: float, i: int) -> dict[str, Any]:
+    """One hot-swap run on fresh topics and a fresh copy of the registry (a promote mutates it)."""
+    s = _topics(bootstrap, work)
+    model, registry = with_second_version(s.model, work / f"registry-swap-{i}")
+    s = s.model_copy(update={"model": model})
+    return hot_swap(s, registry, data, rate, work / f"swap-{i}.log")
+
+
+def _ratios(rows: dict[str, list[dict[str, Any]]], name: str, base: str) -> list[float]:
+    """Per repetition: ``name``'s events/s over ``base``'s, run next to it."""
+    return [
+        round(r["events_per_s"] / b["events_per_s"], 3)
+        for r, b in zip(rows[name], rows[base], strict=True)
+    ]
+
+
 def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
     from loadgen.simulator import SimulationConfig, generate
     from stream_infer.training.workflow import run_training
@@ -179,37 +227,61 @@ def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
     data = generate(SimulationConfig(seed=0), progress=False).head(events)
     settings = load_settings(model={"registry_dir": str(work / "registry")})
     run_training(settings, quick=True, echo=lambda _m: None)
+    shadow_model, shadowed = with_second_version(settings.model, work / "registry-shadow")
+    shadowed.shadow(settings.model.name, SECOND, reason="bench: shadow row")
+    row_args: dict[str, dict[str, Any]] = {
+        "worker_eos": {"worker": EOS_WORKER},
+        "worker_shadow": {"registry": str(shadow_model.registry_dir)},
+    }
     boot = load_settings().resolved_bootstrap()
     broker = None if boot else EmbeddedBroker("tansu").start()
     bootstrap = boot or broker.bootstrap  # type: ignore[union-attr]
     try:
         rows: dict[str, list[dict[str, Any]]] = {name: [] for name in THROUGHPUT_ROWS}
+        shadow_topics: list[dict[str, int]] = []
         for _ in range(reps):
             for name in THROUGHPUT_ROWS:  # interleaved, so drift hits every row alike
                 s = _topics(bootstrap, work)
                 _preload(s, data)
-                rows[name].append(_row(name, s, len(data)))
+                rows[name].append(_row(name, s, len(data), **row_args.get(name, {})))
+                if name == "worker_shadow":
+                    shadow_topics.append(count_records(s, s.topics.scores_shadow))
         summary = {
             name: {
                 "events_per_s": statistics.median(r["events_per_s"] for r in runs),
                 "cpu_s_per_1000": statistics.median(r["cpu_s"] / r["events"] * 1000 for r in runs),
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
                 "runs": [round(r["events_per_s"], 1) for r in runs],
+                **(
+                    {
+                        "events_per_batch": statistics.median(
+                            r["events"] / r["batches"] for r in runs
+                        )
+                    }
+                    if "batches" in runs[0]
+                    else {}
+                ),
             }
             for name, runs in rows.items()
         }
         worker_max = summary["worker"]["events_per_s"]
         lat = latency(bootstrap, work, data, worker_max / 2, 3.0 if quick else 15.0)
+        # A slower pace when the events run short, so the stream outlasts a poll and a load.
+        seconds = 6.0 if quick else 20.0
+        rate = min(SWAP_RATE, len(data) / seconds)
+        swap_data = data.head(int(rate * seconds))
+        swaps = [_swap(bootstrap, work, swap_data, rate, i) for i in range(reps)]
     finally:
         if broker is not None:
             broker.cleanup()
+    broker_name = "KAFKA_BOOTSTRAP" if boot else "tansu (embedded)"
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cores": __import__("os").cpu_count(),
             "python": platform.python_version(),
-            "broker": "KAFKA_BOOTSTRAP" if boot else "tansu (embedded)",
+            "broker": broker_name,
         },
         "events": len(data),
         "reps": reps,
@@ -217,4 +289,23 @@ def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
         "model_limit": model_limit(settings),
         "features_us_per_event": feature_cost(data),
         "latency_at_half_max": lat,
+        "exactly_once": {
+            "broker": broker_name,
+            "transaction_interval_ms": settings.worker.transaction_interval_ms,
+            "vs_at_least_once": summary["worker_eos"]["events_per_s"] / worker_max,
+            "runs_vs_at_least_once": _ratios(rows, "worker_eos", "worker"),
+            "transactions": [
+                {"committed": r["committed"], "aborted": r["aborted"]} for r in rows["worker_eos"]
+            ],
+        },
+        "shadow": {
+            "vs_no_shadow": summary["worker_shadow"]["events_per_s"] / worker_max,
+            "runs_vs_no_shadow": _ratios(rows, "worker_shadow", "worker"),
+            "events": len(data),
+            "scores_shadow": shadow_topics,
+        },
+        "hot_swap": {
+            **{k: statistics.median(r[k] for r in swaps) for k in SWAP_FIGURES},
+            "runs": swaps,
+        },
     }

@@ -2,7 +2,11 @@
 
 Each row consumes ``events`` pre-loaded transactions from its own fresh topic and prints one
 JSON line: events, seconds (first record in to last output acknowledged; group join excluded),
-CPU seconds and peak RSS of the process doing the work.
+CPU seconds and peak RSS of the process doing the work, plus what the row itself reports
+(the worker: its batches; exactly-once: transactions committed and aborted).
+
+The worker rows differ only in what the harness passes: ``worker`` (the args' overrides of the
+worker settings, e.g. exactly-once) and ``registry`` (one with a shadow version set).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import resource
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,6 +28,9 @@ from stream_infer.features.definitions import (
     request_features,
 )
 from stream_infer.runtime import load_serving_model
+
+#: What a row returns: events, seconds, and the row's own figures for its JSON line.
+Timed = tuple[int, float, dict[str, Any]]
 
 
 def _consumer(bootstrap: str, topic: str) -> Any:
@@ -48,7 +56,7 @@ def _producer(bootstrap: str) -> Any:
     return Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "enable.idempotence": True})
 
 
-def transport(args: dict[str, Any]) -> tuple[int, float]:
+def transport(args: dict[str, Any]) -> Timed:
     """Consume, decode, re-encode, produce: no features, no model."""
     c, p = _consumer(args["bootstrap"], args["source"]), _producer(args["bootstrap"])
     n, target, t0 = 0, args["events"], 0.0
@@ -68,7 +76,7 @@ def transport(args: dict[str, Any]) -> tuple[int, float]:
         c.store_offsets(message=msgs[-1])
         n += len(msgs)
     p.flush(60)
-    return n, time.monotonic() - t0
+    return n, time.monotonic() - t0, {}
 
 
 class _PerEventFeatures:
@@ -90,7 +98,7 @@ class _PerEventFeatures:
         )
 
 
-def naive(args: dict[str, Any]) -> tuple[int, float]:
+def naive(args: dict[str, Any]) -> Timed:
     """A confluent-kafka loop calling the model once per event."""
     model = load_serving_model(_settings(args))
     feats = _PerEventFeatures()
@@ -110,7 +118,7 @@ def naive(args: dict[str, Any]) -> tuple[int, float]:
         c.store_offsets(message=msgs[-1])
         n += len(msgs)
     p.flush(60)
-    return n, time.monotonic() - t0
+    return n, time.monotonic() - t0, {}
 
 
 def _mark(first: list[float]) -> None:
@@ -118,7 +126,7 @@ def _mark(first: list[float]) -> None:
         first.append(time.monotonic())
 
 
-def quix(args: dict[str, Any]) -> tuple[int, float]:
+def quix(args: dict[str, Any]) -> Timed:
     """A Quix Streams app as a Quix user writes it: per-event features and model call."""
     import logging
 
@@ -146,10 +154,10 @@ def quix(args: dict[str, Any]) -> tuple[int, float]:
     sdf = app.dataframe(source).apply(score)
     sdf.to_topic(sink)
     app.run(count=args["events"], collect=False)
-    return args["events"], time.monotonic() - first[0]
+    return args["events"], time.monotonic() - first[0], {}
 
 
-def worker(args: dict[str, Any]) -> tuple[int, float]:
+def worker(args: dict[str, Any]) -> Timed:
     """The stream-infer worker, in this process, with the full feature pipeline."""
     from stream_infer.runtime import build_worker
 
@@ -164,28 +172,45 @@ def worker(args: dict[str, Any]) -> tuple[int, float]:
 
     w._handle = timed  # type: ignore[method-assign]
     stats = w.run(max_events=args["events"])
-    return stats.scored, time.monotonic() - started[0]
+    seconds = time.monotonic() - started[0]
+    extra: dict[str, Any] = {"batches": stats.batches}
+    if w.txn is not None:
+        extra.update(committed=w.txn.committed, aborted=w.txn.aborted)
+    return stats.scored, seconds, extra
 
 
 def _settings(args: dict[str, Any]) -> Settings:
     return load_settings(
         kafka={"bootstrap_servers": args["bootstrap"]},
-        topics={"transactions": args["source"], "scores": args["sink"], "specs_dir": args["specs"]},
+        topics={
+            "transactions": args["source"],
+            "scores": args["sink"],
+            "scores_shadow": args["shadow_sink"],
+            "dead_letter": args["dead_letter"],
+            "specs_dir": args["specs"],
+        },
         model={"registry_dir": args["registry"]},
-        worker={"group_id": f"bench-{uuid.uuid4().hex[:8]}"},
+        worker={"group_id": f"bench-{uuid.uuid4().hex[:8]}", **args.get("worker", {})},
         features={"state_dir": args["state_dir"]},
         metrics={"enabled": False},
     )
 
 
-ROWS = {"transport": transport, "naive": naive, "quix": quix, "worker": worker}
+ROWS: dict[str, Callable[[dict[str, Any]], Timed]] = {
+    "transport": transport,
+    "naive": naive,
+    "quix": quix,
+    "worker": worker,
+    "worker_eos": worker,
+    "worker_shadow": worker,
+}
 
 
 def main() -> None:
     row, raw = sys.argv[1], sys.argv[2]
     args = orjson.loads(raw)
     cpu0 = time.process_time()
-    events, seconds = ROWS[row](args)
+    events, seconds, extra = ROWS[row](args)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         orjson.dumps(
@@ -196,6 +221,7 @@ def main() -> None:
                 "events_per_s": events / seconds,
                 "cpu_s": time.process_time() - cpu0,
                 "peak_rss_mb": usage.ru_maxrss / 1024,
+                **extra,
             }
         ).decode()
     )

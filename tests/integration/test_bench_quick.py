@@ -25,8 +25,28 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
     results = list((tmp_path / "bench" / "results").glob("*.json"))
     assert len(results) == 1
     result = orjson.loads(results[0].read_bytes())
-    assert set(result["rows"]) == {"transport", "quix", "naive", "worker"}
+    assert set(result["rows"]) == {
+        "transport",
+        "quix",
+        "naive",
+        "worker",
+        "worker_eos",
+        "worker_shadow",
+    }
     assert all(row["events_per_s"] > 0 for row in result["rows"].values())
     assert result["model_limit"]["rows_per_s_batch_512"] > 0
     assert result["latency_at_half_max"]["missing"] == 0
+    # Exactly-once ran its transactions: every one committed, none aborted.
+    eos = result["exactly_once"]
+    assert eos["vs_at_least_once"] > 0
+    assert all(t["committed"] > 0 and t["aborted"] == 0 for t in eos["transactions"])
+    # The shadow wrote one score per event to scores-shadow.
+    shadow = result["shadow"]
+    assert shadow["vs_no_shadow"] > 0
+    assert shadow["scores_shadow"] == [{"records": 3000, "transactions": 3000}]
+    # The promoted version served, and every paced event was scored by the swapping worker.
+    swap = result["hot_swap"]
+    assert swap["to_v2_s"] > 0
+    assert all(r["scores"] == r["events"] and r["worker_exit"] == 0 for r in swap["runs"])
+    assert swap["gap_ms_swap"] > 0 and swap["gap_ms_before"] > 0
     assert (tmp_path / "bench" / "results" / results[0].with_suffix(".md").name).exists()
