@@ -103,6 +103,7 @@ def run(quick: bool = False, reps: int = 3) -> list[dict[str, Any]]:
         model={"registry_dir": str(work / "registry")},
         features={"state_dir": str(work / "state")},
         metrics={"enabled": False},
+        serve={"grpc_port": 0},  # HTTP is measured; never contend for the default port
     )
     run_training(settings, quick=True, echo=lambda _m: None)
     script = work / "post.lua"

@@ -1,3 +1,3 @@
-"""The sidecar: the stream's model, features and batcher behind HTTP."""
+"""The sidecar: the stream's model, features and batcher behind HTTP and gRPC."""
 
 from __future__ import annotations

@@ -1,152 +1,46 @@
-"""The sidecar ASGI app: domain endpoint, Open Inference Protocol (KServe V2), health, metrics.
+"""The sidecar process: the ASGI app (domain endpoint, Open Inference Protocol, repository,
+health, metrics) and, on ``serve.grpc_port``, the same protocol over gRPC, on one event loop.
 
-Adapters only: requests are validated here and handed to the shared batcher and pipeline
-(:mod:`stream_infer.sidecar.scoring`). The serving set follows the registry as the worker's does
-(:mod:`stream_infer.sidecar.models`); Triton's model-repository API drives the same lifecycle
-(:mod:`stream_infer.sidecar.repository_api`). Ready only once the champion is loaded and warmed
-up, and while the feature store answers (:mod:`stream_infer.sidecar.health`).
+Adapters only: requests are validated by the routes (:mod:`stream_infer.sidecar.routes`,
+:mod:`stream_infer.sidecar.protocol_http`, :mod:`stream_infer.sidecar.repository_api`) and the
+gRPC servicer (:mod:`stream_infer.sidecar.grpc_server`), and handed to the shared batchers and
+pipeline (:mod:`stream_infer.sidecar.core`). The serving set follows the registry as the
+worker's does (:mod:`stream_infer.sidecar.models`). Ready only once the champion is loaded and
+warmed up, and while the feature store answers (:mod:`stream_infer.sidecar.health`).
+
+A champion that fails to load at start-up (missing, tampered, refused by the probe: a
+:class:`~stream_infer.errors.StreamInferError`) leaves the sidecar live but not ready, retrying
+every ``model.poll_interval_s`` (a promotion or rollback in the registry fixes it without a
+restart); the reason is logged once and answered by ``/v2/health/ready``, ``GET /v2``
+(``ready``, ``reason``) and every model route's 503. Any other start-up failure cannot be
+waited out: it is logged with its traceback and ``stream-infer serve`` exits non-zero.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 
-from stream_infer.batching.dynamic import DynamicBatcher
 from stream_infer.config import Settings
-from stream_infer.errors import RetryableError, StreamInferError
-from stream_infer.model.interface import Registry
+from stream_infer.errors import FatalError, RetryableError, StreamInferError
 from stream_infer.model.registry import open_registry
-from stream_infer.model.session import LoadedModel
 from stream_infer.pipeline import ScoringPipeline
-from stream_infer.sidecar.health import PROBE_CUSTOMER, StoreHealth, probe_while_down
-from stream_infer.sidecar.limits import BodyLimitMiddleware, DefaultJsonContentType
+from stream_infer.sidecar.core import Sidecar
+from stream_infer.sidecar.health import PROBE_CUSTOMER
+from stream_infer.sidecar.limits import BodyLimitMiddleware
 from stream_infer.sidecar.metrics import SidecarMetrics
 from stream_infer.sidecar.models import SidecarModels, build_models
-from stream_infer.sidecar.scoring import PredictionCache, TensorScorer, TransactionScorer
+from stream_infer.sidecar.protocol_http import error_response
 
 log = logging.getLogger(__name__)
-
-
-class OrjsonResponse(Response):
-    """JSON via orjson: no response model is built per request."""
-
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-class Sidecar:
-    """Everything a request needs, built once at start-up."""
-
-    def __init__(self, settings: Settings, pipeline: ScoringPipeline | None) -> None:
-        self.settings = settings
-        self.pipeline = pipeline
-        self.models: SidecarModels | None = None
-        self.ready = False
-        #: Why the champion is not loaded yet ("" while loading normally or once ready).
-        self.load_error = ""
-        self.metrics = SidecarMetrics()
-        self.tx_batcher: DynamicBatcher[Any, Any] | None = None
-        self.tensor_batcher: DynamicBatcher[Any, Any] | None = None
-        self.cache: PredictionCache | None = None
-        self.store = StoreHealth()
-        self._prober: asyncio.Task[None] | None = None
-        self._registry: Registry | None = None
-
-    @property
-    def model(self) -> LoadedModel:
-        """The champion of the current serving set."""
-        assert self.models is not None
-        return self.models.current.champion.model
-
-    @property
-    def registry(self) -> Registry:
-        """The registry the serving set follows (opened before the model loads, so the
-        repository index answers while the sidecar is not ready)."""
-        if self.models is not None:
-            return self.models.registry
-        if self._registry is None:
-            self._registry = open_registry(self.settings.model)
-        return self._registry
-
-    @property
-    def serving(self) -> bool:
-        """Ready: the champion is warm and the feature store answers."""
-        return self.ready and not self.store.down
-
-    def start(
-        self,
-        pipeline: ScoringPipeline,
-        models: SidecarModels,
-        store_probe: Callable[[], object],
-    ) -> None:
-        """Start the batchers and the store probe; call on the event loop."""
-        s = self.settings
-        self.pipeline = pipeline
-        self.models = models
-        # Score in a worker thread so the loop keeps accepting requests while a batch runs:
-        # that is what fills the bounded queue and turns overload into 503s instead of
-        # requests waiting, unseen, in the kernel's socket buffers.
-        self.tx_batcher = DynamicBatcher(
-            TransactionScorer(pipeline, models, self.store),
-            s.batch.max_batch_size,
-            s.batch.max_wait_ms,
-            s.serve.max_queue,
-            in_thread=True,
-        )
-        self.tensor_batcher = DynamicBatcher(
-            TensorScorer(pipeline, models),
-            s.batch.max_batch_size,
-            s.batch.max_wait_ms,
-            s.serve.max_queue,
-        )
-        self.tx_batcher.start()
-        self.tensor_batcher.start()
-        self._prober = asyncio.get_running_loop().create_task(
-            probe_while_down(self.store, store_probe), name="store-probe"
-        )
-        if s.serve.cache_enabled and s.redis.url is not None:
-            import redis
-
-            client = redis.Redis.from_url(
-                s.redis.url.get_secret_value(),
-                socket_timeout=s.redis.socket_timeout_s,
-                socket_connect_timeout=s.redis.connect_timeout_s,
-            )
-            self.cache = PredictionCache(client, s.redis.key_prefix, s.serve.cache_ttl_s)
-        self.load_error = ""
-        self.ready = True
-
-    async def stop(self) -> None:
-        if self._prober is not None:
-            self._prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prober
-        for batcher in (self.tx_batcher, self.tensor_batcher):
-            if batcher is not None:
-                await batcher.stop()
-        if self.models is not None:  # joins threads (poll, model-control): off the loop
-            await asyncio.to_thread(self.models.stop)
-
-    def knows(self, name: str, version: str | None) -> bool:
-        """Whether ``name`` (and ``version``, if given) is in the current serving set."""
-        if self.models is None or name != self.model.name:
-            return False
-        if version is None:
-            return True
-        return version.isdigit() and self.models.current.role_of(int(version)) is not None
 
 
 def _load_pipeline(
@@ -191,9 +85,9 @@ def _store_probe(settings: Settings) -> Callable[[], object]:
 def create_app(settings: Settings, pipeline: ScoringPipeline | None = None) -> FastAPI:
     """The sidecar app. Without ``pipeline`` the champion is loaded (and warmed up) at
     start-up, in the background: liveness answers at once, readiness once the champion is
-    ready. A champion that cannot be loaded is retried every ``model.poll_interval_s`` (a
-    promotion or rollback in the registry makes the sidecar ready). With ``pipeline``, its
-    serving set is served as given (no registry following)."""
+    ready (see the module docstring for a champion that cannot be loaded). With ``pipeline``,
+    its serving set is served as given (no registry following). With ``serve.grpc_port``, the
+    gRPC endpoint starts with the app (a port that cannot be bound fails the start-up)."""
     sidecar = Sidecar(settings, None)
 
     async def load_models() -> tuple[ScoringPipeline, SidecarModels]:
@@ -209,46 +103,66 @@ def create_app(settings: Settings, pipeline: ScoringPipeline | None = None) -> F
                 sidecar.load_error = reason
             await asyncio.sleep(settings.model.poll_interval_s)
 
+    async def load() -> None:
+        try:
+            ready, models = await load_models()
+            probe = await asyncio.to_thread(_store_probe, settings)
+            try:  # a store already down at start-up: not ready until the probe finds it
+                await asyncio.to_thread(probe)
+            except RetryableError as exc:
+                sidecar.store.failed(exc)
+            sidecar.start(ready, models, probe)
+        except Exception as exc:  # not something the registry can fix: stop the process
+            log.exception("the sidecar cannot start; it stays not ready (serve exits)")
+            sidecar.failed_for_good(f"{type(exc).__name__}: {exc}")
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        async def load() -> None:
-            try:
-                ready, models = await load_models()
-                probe = await asyncio.to_thread(_store_probe, settings)
-                try:  # a store already down at start-up: not ready until the probe finds it
-                    await asyncio.to_thread(probe)
-                except RetryableError as exc:
-                    sidecar.store.failed(exc)
-                sidecar.start(ready, models, probe)
-            except Exception:
-                log.exception("model failed to load; the sidecar stays not ready")
+        from stream_infer.sidecar.grpc_server import start_grpc
 
+        grpc_server = None
+        if settings.serve.grpc_port:
+            grpc_server = await start_grpc(sidecar, oip, repository)
         loader = asyncio.create_task(load())
-        yield
-        loader.cancel()
-        await sidecar.stop()
+        try:
+            yield
+        finally:
+            loader.cancel()
+            if grpc_server is not None:
+                await grpc_server.stop(grace=1.0)
+            await sidecar.stop()
 
-    app = FastAPI(
-        title="stream-infer sidecar",
-        version="1",
-        lifespan=lifespan,
-        default_response_class=OrjsonResponse,
-    )
+    app = FastAPI(title="stream-infer sidecar", version="1", lifespan=lifespan)
     app.state.sidecar = sidecar
-    app.add_middleware(DefaultJsonContentType)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serve.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        sidecar.metrics.requests.labels(request.url.path.split("/")[1], "422").inc()
-        return OrjsonResponse({"error": "invalid request", "detail": problems}, status_code=422)
+        api = request.url.path.split("/")[1]
+        if api == "v2":  # the protocol's error body
+            sidecar.metrics.requests.labels(api, "400").inc()
+            return error_response(400, f"invalid request: {'; '.join(problems)}")
+        sidecar.metrics.requests.labels(api, "422").inc()
+        return JSONResponse({"error": "invalid request", "detail": problems}, status_code=422)
 
+    @app.exception_handler(HTTPException)
+    async def not_routed(request: Request, exc: HTTPException) -> Response:
+        # No route, or a method it does not take: {"error"} too (tritonclient reads it).
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return JSONResponse(
+            {"error": f"{message}: {request.method} {request.url.path}"},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    from stream_infer.sidecar.protocol_http import add_protocol_routes
     from stream_infer.sidecar.repository_api import add_repository_routes
     from stream_infer.sidecar.routes import add_routes
 
     add_routes(app, sidecar)
-    add_repository_routes(app, sidecar)
+    oip = add_protocol_routes(app, sidecar)
+    repository = add_repository_routes(app, sidecar)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -261,15 +175,33 @@ def create_app(settings: Settings, pipeline: ScoringPipeline | None = None) -> F
 
 
 def run(settings: Settings) -> None:
-    """Serve until interrupted (uvicorn with uvloop and httptools when installed)."""
+    """Serve until interrupted (uvicorn with uvloop and httptools when installed).
+
+    Raises:
+        FatalError: start-up failed in a way no registry change can fix (the CLI exits 2).
+        SystemExit: uvicorn's, non-zero, when the app's start-up fails (a gRPC port that
+            cannot be bound) or the HTTP port cannot be bound.
+    """
     import uvicorn
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.serve.host,
-        port=settings.serve.port,
-        loop="auto",
-        http="auto",
-        access_log=False,
-        log_level="info",
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.serve.host,
+            port=settings.serve.port,
+            loop="auto",
+            http="auto",
+            access_log=False,
+            log_level="info",
+        )
     )
+    sidecar: Sidecar = app.state.sidecar
+
+    def stop(_reason: str) -> None:
+        server.should_exit = True
+
+    sidecar.on_fatal = stop
+    server.run()
+    if sidecar.fatal:
+        raise FatalError(f"the sidecar could not start: {sidecar.fatal}")

@@ -70,22 +70,3 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class DefaultJsonContentType:
-    """Treat an Open Inference Protocol request without a content type as JSON.
-
-    KServe V2 clients (tritonclient among them) send JSON bodies without a Content-Type header;
-    the framework would otherwise refuse to parse them.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].endswith("/infer"):
-            headers = list(scope.get("headers", []))
-            if not any(name == b"content-type" for name, _ in headers):
-                scope = dict(scope)
-                scope["headers"] = [*headers, (b"content-type", b"application/json")]
-        await self.app(scope, receive, send)

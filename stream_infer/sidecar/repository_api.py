@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from stream_infer.errors import StreamInferError
@@ -31,7 +32,7 @@ from stream_infer.sidecar.repository import (
 )
 
 if TYPE_CHECKING:
-    from stream_infer.sidecar.app import Sidecar
+    from stream_infer.sidecar.core import Sidecar
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
 API = "repository"
@@ -78,33 +79,44 @@ def _documented(parameters: type[BaseModel] | None = None) -> dict[str, Any]:
     return {"requestBody": {"required": False, "content": {"application/json": {"schema": schema}}}}
 
 
-def add_repository_routes(app: FastAPI, sidecar: Sidecar) -> None:
-    """Register the model-repository routes on ``app``."""
-    from stream_infer.sidecar.app import OrjsonResponse
-
+def token_problem(sidecar: Sidecar, authorization: str | None) -> tuple[int, str] | None:
+    """Why an ``Authorization`` value does not grant the repository API (status, message),
+    or None when it does (HTTP headers and gRPC metadata alike)."""
     token = sidecar.settings.serve.repository_token
-    expected = token.get_secret_value().encode() if token is not None else None
-    repository = Repository(
+    if token is None:
+        return 403, "the model repository API is off (set serve.repository_token)"
+    scheme, _, given = (authorization or "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        return 401, "missing or wrong bearer token"
+    return None
+
+
+def repository_of(sidecar: Sidecar) -> Repository:
+    """The repository operations over ``sidecar``'s registry and serving set."""
+    return Repository(
         lambda: sidecar.registry,
         lambda: sidecar.models,
         lambda name, revision: announce(sidecar.settings, name, revision),
     )
 
+
+def add_repository_routes(app: FastAPI, sidecar: Sidecar) -> Repository:
+    """Register the model-repository routes on ``app``; returns the operations they use."""
+    repository = repository_of(sidecar)
+
     def answer(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         sidecar.metrics.requests.labels(API, str(status)).inc()
-        return OrjsonResponse(content, status_code=status, headers=headers)
+        return JSONResponse(content, status_code=status, headers=headers)
 
     def denied(request: Request) -> Response | None:
-        if expected is None:
-            return answer(
-                {"error": "the model repository API is off (set serve.repository_token)"}, 403
-            )
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-            return answer(
-                {"error": "missing or wrong bearer token"}, 401, {"WWW-Authenticate": "Bearer"}
-            )
-        return None
+        problem = token_problem(sidecar, request.headers.get("authorization"))
+        if problem is None:
+            return None
+        status, message = problem
+        return answer(
+            {"error": message}, status, {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        )
 
     def refused(exc: RepositoryError) -> Response:
         retry = {"Retry-After": str(max(1, round(PROBE_INTERVAL_S)))} if exc.status == 503 else None
@@ -159,3 +171,5 @@ def add_repository_routes(app: FastAPI, sidecar: Sidecar) -> None:
             return refused(exc)
         except StreamInferError as exc:
             return answer({"error": f"cannot unload {name}: {exc}"}, 400)
+
+    return repository

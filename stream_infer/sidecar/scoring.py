@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from stream_infer.model.serving import Served
 from stream_infer.pipeline import ScoringPipeline
 from stream_infer.sidecar.health import StoreHealth
 from stream_infer.sidecar.models import Route, SidecarModels, routes_of
+from stream_infer.sidecar.stats import Execution, InferenceStatistics
 from stream_infer.wire import epoch_seconds
 
 log = logging.getLogger(__name__)
@@ -67,9 +69,29 @@ def sidecar_inputs(txs: Sequence[Transaction]) -> list[TxInput]:
     ]
 
 
+def rounds_of(txs: Sequence[Transaction]) -> list[list[int]]:
+    """Indices of ``txs`` in rounds holding each customer at most once (the k-th transaction
+    of a customer in round k), in order."""
+    seen: dict[str, int] = {}
+    rounds: list[list[int]] = []
+    for i, tx in enumerate(txs):
+        k = seen.get(tx.customer_id, 0)
+        seen[tx.customer_id] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(i)
+    return rounds
+
+
 class TransactionScorer:
     """``score_batch`` for the dynamic batcher: one features pass and one model call per
     serving version, with the serving set taken once for the batch.
+
+    Each transaction is scored as it would be alone: against the stored history plus itself,
+    never against another transaction of the same batch (which the read-only feature pass
+    would otherwise count, making a score depend on what it happened to be batched with). A
+    batch holding a customer twice is therefore scored in rounds (:func:`rounds_of`), one
+    pass each, forgetting the in-memory additions between them.
 
     Raises:
         RetryableError: the feature step's store failed now, or is known to be down from an
@@ -91,6 +113,14 @@ class TransactionScorer:
         if self.models is not None:
             # Between batches: the batcher runs one batch at a time, so no batch mixes sets.
             self.pipeline.serving = self.models.current
+        results: list[Scored | None] = [None] * len(txs)
+        for members in rounds_of(txs):
+            for i, scored in zip(members, self._score([txs[i] for i in members]), strict=True):
+                results[i] = scored
+        self.health.succeeded()
+        return [s for s in results if s is not None]
+
+    def _score(self, txs: Sequence[Transaction]) -> list[Scored]:
         try:
             out = self.pipeline.score_inputs(sidecar_inputs(txs))
         except RetryableError as exc:
@@ -100,7 +130,6 @@ class TransactionScorer:
             # Read-only: forget what was loaded, the stream owns the state.
             self.pipeline.features.state.drop_partitions([SIDECAR_PARTITION])
             self.pipeline.features.state.take_pending()
-        self.health.succeeded()
         scores = out.scores.tolist()
         features = out.features.tolist()
         return [
@@ -111,10 +140,14 @@ class TransactionScorer:
 
 @dataclass(frozen=True, slots=True)
 class TensorRequest:
-    """Raw rows, and the version asked for (None: the champion)."""
+    """Raw rows, and the version asked for (None: the champion). ``enqueued_ns``
+    (``time.monotonic_ns()`` at submission) and ``counted`` feed the inference statistics:
+    a protocol request is counted, an explanation's internal call is not."""
 
     rows: npt.NDArray[np.float32]
     version: int | None = None
+    enqueued_ns: int = 0
+    counted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +161,22 @@ class TensorResult:
 
 
 class TensorScorer:
-    """``score_batch`` for raw feature matrices (Open Inference Protocol): one model call per
-    version asked for, with the serving set taken once for the batch."""
+    """``score_batch`` for raw feature matrices (Open Inference Protocol, explanations): one
+    model call per version asked for, with the serving set taken once for the batch; each
+    call's phases go to ``stats`` (:mod:`stream_infer.sidecar.stats`)."""
 
-    def __init__(self, pipeline: ScoringPipeline, models: SidecarModels | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: ScoringPipeline,
+        models: SidecarModels | None = None,
+        stats: InferenceStatistics | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.models = models
+        self.stats = stats
 
     def __call__(self, requests: Sequence[TensorRequest]) -> list[TensorResult]:
+        started = time.monotonic_ns()
         serving = self.models.current if self.models is not None else self.pipeline.serving
         groups: dict[int, list[int]] = {}
         for i, req in enumerate(requests):
@@ -147,14 +188,27 @@ class TensorScorer:
             served = dict(serving.members()).get(role) if role is not None else None
             if served is None or role is None:
                 continue
+            t0 = time.monotonic_ns()
             matrices = [requests[i].rows for i in members]
             rows = np.concatenate(matrices) if len(matrices) > 1 else matrices[0]
             model = served.model
+            t1 = time.monotonic_ns()
             out = model.session.run([model.output_name], {model.input_name: rows})[0]
+            t2 = time.monotonic_ns()
             start = 0
             for i, m in zip(members, matrices, strict=True):
                 results[i] = TensorResult(out[start : start + len(m)], served, role)
                 start += len(m)
+            counted = [requests[i] for i in members if requests[i].counted]
+            if self.stats is not None and counted:
+                run = Execution(
+                    rows=sum(len(r.rows) for r in counted),
+                    queue_ns=tuple(max(0, started - r.enqueued_ns) for r in counted),
+                    input_ns=t1 - t0,
+                    infer_ns=t2 - t1,
+                    output_ns=time.monotonic_ns() - t2,
+                )
+                self.stats.executed(model.name, version, run)
         return results
 
 

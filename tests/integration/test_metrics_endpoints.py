@@ -109,7 +109,7 @@ def stack(
         model={"registry_dir": str(model_registry)},
         metrics={"enabled": True, "host": HOST, "port": free_port()},
         labels={"metrics_port": free_port()},
-        serve={"host": HOST, "port": free_port()},
+        serve={"host": HOST, "port": free_port(), "grpc_port": free_port()},
     )
     setup_topics(settings)
     produce(settings, settings.topics.transactions, make_transactions(TRANSACTIONS))
