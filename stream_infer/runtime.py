@@ -62,6 +62,7 @@ def build_live_models(
     registry = open_registry(settings.model)
     watcher = ServingWatcher(ModelCache(registry, settings.model, FEATURE_NAMES), reporter=reporter)
     judge = RolloutJudge(settings.rollout, registry, watcher.current)
+
     def announced(name: str, _revision: int) -> None:
         if name == settings.model.name:
             watcher.refresh()
