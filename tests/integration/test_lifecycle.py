@@ -113,6 +113,37 @@ def _paced(settings: Settings, events: list[dict], per_second: int) -> threading
     return thread
 
 
+class _Sender(threading.Thread):
+    """Sends ``events`` in order at ``per_second`` until they run out or :meth:`finish`;
+    ``sent`` is what went out (the set the scores are checked against)."""
+
+    def __init__(self, settings: Settings, events: list[dict], per_second: int) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.events, self.per_second = settings, events, per_second
+        self.sent: list[dict] = []
+        self._finish = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        step = max(1, self.per_second // 10)
+        for i in range(0, len(self.events), step):
+            if self._finish.is_set():
+                return
+            started = time.monotonic()
+            chunk = self.events[i : i + step]
+            produce(self.settings, self.settings.topics.transactions, chunk)
+            self.sent += chunk
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+
+    def finish(self) -> list[dict]:
+        self._finish.set()
+        self.join(60)
+        return self.sent
+
+
+LONG_STREAM = make_transactions(60_000, customers=2_000)
+
+
 def _scores(settings: Settings, n: int, topic: str | None = None) -> list[dict]:
     messages = read_topic(
         settings,
@@ -162,29 +193,35 @@ def test_promote_refuse_and_rollback_without_a_restart(
     worker = WorkerProcess(settings, tmp_path / "w.log")
     try:
         worker.wait_for("assigned [")
-        sender = _paced(settings, EVENTS, per_second=500)
+        # Runs until the test has seen every switch (CLI start-up is slow on a loaded host).
+        sender = _Sender(settings, LONG_STREAM, per_second=500)
         _wait_scores(settings, lambda r: len(r) >= 500)
         promoted = _cli(settings, "promote", "fraud", "2", "--reason", "better AP")
         assert promoted.returncode == 0, promoted.stderr
         promoted_at = time.time()
-        _wait_scores(settings, lambda r: any(_at(s) > promoted_at + 3.5 for s in r))
+        _wait_scores(
+            settings, lambda r: any(_at(s) > promoted_at + 3.5 for s in r), timeout_s=120
+        )
         # A version whose artifact was tampered with is refused; v2 keeps serving.
         (registry / "fraud" / "3" / "model.onnx").write_bytes(b"not an onnx model")
         refused = _cli(settings, "promote", "fraud", "3")
         assert refused.returncode != 0 and "sha256" in (refused.stderr + refused.stdout).lower()
+        rollback_started = time.time()
         rolled = _cli(settings, "rollback", "fraud", "--reason", "drill")
         assert rolled.returncode == 0, rolled.stderr
         rolled_at = time.time()
-        _wait_scores(settings, lambda r: any(_at(s) > rolled_at + 3.5 for s in r))
-        sender.join(120)
-        scores = _scores(settings, len(EVENTS))
+        _wait_scores(
+            settings, lambda r: any(_at(s) > rolled_at + 3.5 for s in r), timeout_s=120
+        )
+        sent = sender.finish()
+        scores = _scores(settings, len(sent))
         assert worker.proc.poll() is None
     finally:
         assert worker.terminate() == 0, worker.output()[-3000:]
     ids = Counter(s["transaction_id"] for s in scores)
-    assert set(ids) == {e["transaction_id"] for e in EVENTS} and max(ids.values()) == 1
+    assert set(ids) == {e["transaction_id"] for e in sent} and max(ids.values()) == 1
 
-    between = [s for s in scores if promoted_at + 3 < _at(s) < rolled_at]
+    between = [s for s in scores if promoted_at + 3 < _at(s) < rollback_started]
     after = [s for s in scores if _at(s) > rolled_at + 3]
     assert between and all(s["model_version"] == 2 for s in between)
     assert after and all(s["model_version"] == 1 for s in after), "rollback did not take"
