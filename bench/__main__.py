@@ -20,6 +20,8 @@ def markdown(result: dict[str, Any]) -> str:
         "worker": "stream-infer worker (features + batched model)",
         "worker_eos": f"same, exactly-once, on {result['exactly_once']['broker']}",
         "worker_shadow": "same, at-least-once, plus a shadow version",
+        "worker_procs_1": "`stream-infer worker --processes 1` (timed from its scores)",
+        "worker_procs_2": "`stream-infer worker --processes 2` (timed from its scores)",
     }
     lines = [
         f"{result['events']:,} events, median of {result['reps']}; {result['machine']}",
@@ -34,18 +36,42 @@ def markdown(result: dict[str, Any]) -> str:
             f"{r['events_per_s'] / quix:.2f} | {r['cpu_s_per_1000']:.3f} | {r['peak_rss_mb']:.0f} |"
         )
     m = result["model_limit"]
-    lat = result["latency_at_half_max"]
+    lat, floor = result["latency_at_half_max"], result["broker_two_hops_at_half_max"]
     eos, shadow, swap = result["exactly_once"], result["shadow"], result["hot_swap"]
+    scale = result["scale_out"]
     txns = eos["transactions"]
+    lines += [
+        "",
+        "Peak RSS: each row's own processes, the kernel's high-water mark (VmHWM; for "
+        "`--processes 2` summed over the supervisor and both workers, "
+        f"{rows['worker_procs_2']['processes']} processes, shared pages counted in each).",
+        "",
+        f"| latency at 50% of the worker's max ({lat['rate']:,.0f}/s offered, open loop, "
+        "from intended send time) | p50 ms | p99 ms | p99.9 ms | missing |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, r in (
+        ("stream-infer worker (max_wait_ms=5)", lat),
+        ("broker floor: producer -> relay -> consumer, no work", floor),
+    ):
+        lines.append(
+            f"| {label} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['p99.9_ms']:.1f} | "
+            f"{r['missing']} |"
+        )
     lines += [
         "",
         f"- model limit (ONNX Runtime, 1 thread): {m['rows_per_s_batch_1']:,.0f} rows/s "
         f"at batch 1, {m['rows_per_s_batch_512']:,.0f} rows/s at batch 512",
         f"- features: {result['features_us_per_event']:.2f} µs/event "
         "(worker thread, in-memory state)",
-        f"- latency at 50% of max ({lat['rate']:,.0f}/s, open loop, max_wait_ms=5): "
-        f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, p99.9 {lat['p99.9_ms']:.1f} ms "
-        f"(missing {lat['missing']})",
+        f"- latency at 50% of max, worker vs the broker's two hops: p50 {lat['p50_ms']:.1f} vs "
+        f"{floor['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} vs {floor['p99_ms']:.1f} ms, "
+        f"p99.9 {lat['p99.9_ms']:.1f} vs {floor['p99.9_ms']:.1f} ms",
+        f"- 2 worker processes vs 1 (both `stream-infer worker`, timed alike): "
+        f"{scale['vs_one_process']:.2f}x (per run {scale['runs_vs_one_process']}; "
+        f"{scale['partitions']} partitions, assigned {scale['assignments']}; timed from "
+        f"{sorted(set(scale['measured_from']))}); the broker, this harness and the workers share "
+        f"{result['machine']['cores']} cores",
         f"- exactly-once vs at-least-once ({eos['broker']}, transactions every "
         f"{eos['transaction_interval_ms']:.0f} ms): {eos['vs_at_least_once']:.2f}x "
         f"(per run {eos['runs_vs_at_least_once']}; transactions committed "

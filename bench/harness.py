@@ -7,19 +7,24 @@ Rows (throughput rows are medians of ``reps`` runs, each in its own process):
 - stream-infer worker: the full feature pipeline; the same exactly-once (Kafka transactions,
   ``worker.transaction_interval_ms`` apart), and the same with a shadow version scoring every
   event to ``scores-shadow`` (checked to receive one record per event);
-- latency: the worker at 50% of its measured maximum, open loop, end to end;
+- ``stream-infer worker --processes 1`` and ``--processes 2``: the CLI, measured from outside
+  (:mod:`bench.scaleout`), so the 2-process group is compared with 1 process measured alike;
+- latency: the worker at 50% of its measured maximum, open loop, end to end, next to the
+  broker's own two hops at the same rate (:mod:`bench.latency`);
 - hot swap: a promote under a steady paced load (:mod:`bench.swap`), ``reps`` runs.
+
+Every row's memory is its own processes' (:mod:`bench.memory`); topics have the spec's
+:data:`PARTITIONS`, so each of 2 processes gets 3.
 """
 
 from __future__ import annotations
 
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from bench.child import run_row
+from bench.latency import broker_floor, worker_latency
+from bench.scaleout import cli_worker
 from bench.swap import FIGURES as SWAP_FIGURES
 from bench.swap import hot_swap
 from bench.versions import SECOND, with_second_version
@@ -36,7 +44,20 @@ from stream_infer.kafka.broker import EmbeddedBroker
 from stream_infer.runtime import apply_topics, load_serving_model
 
 REPO = Path(__file__).resolve().parents[1]
-THROUGHPUT_ROWS = ("transport", "quix", "naive", "worker", "worker_eos", "worker_shadow")
+THROUGHPUT_ROWS = (
+    "transport",
+    "quix",
+    "naive",
+    "worker",
+    "worker_eos",
+    "worker_shadow",
+    "worker_procs_1",
+    "worker_procs_2",
+)
+#: The rows run as ``stream-infer worker --processes N`` (N is the value).
+CLI_ROWS = {"worker_procs_1": 1, "worker_procs_2": 2}
+#: topics/transactions.toml's count: 2 processes get 3 partitions each.
+PARTITIONS = 6
 #: The exactly-once row's worker settings; a stable instance id names its transactional.id.
 EOS_WORKER = {"processing_guarantee": "exactly-once", "instance_id": "bench-eos"}
 SWAP_RATE = 5_000.0
@@ -48,7 +69,7 @@ def _topics(bootstrap: str, work: Path) -> Settings:
         kafka={"bootstrap_servers": bootstrap},
         topics={
             "specs_dir": str(REPO / "topics"),
-            "partitions": 3,
+            "partitions": PARTITIONS,
             "transactions": f"bench-tx-{sfx}",
             "labels": f"bench-lb-{sfx}",
             "scores": f"bench-sc-{sfx}",
@@ -76,33 +97,6 @@ def _preload(settings: Settings, data: pd.DataFrame) -> None:
     )
     if result.delivery_errors:
         raise RuntimeError(f"preload failed: {result.error_samples}")
-
-
-def _row(name: str, settings: Settings, events: int, **extra: Any) -> dict[str, Any]:
-    args = {
-        "bootstrap": settings.kafka.bootstrap_servers,
-        "source": settings.topics.transactions,
-        "sink": settings.topics.scores,
-        "shadow_sink": settings.topics.scores_shadow,
-        "dead_letter": settings.topics.dead_letter,
-        "events": events,
-        "registry": str(settings.model.registry_dir),
-        "state_dir": str(settings.features.state_dir),
-        "specs": str(settings.topics.specs_dir),
-        **extra,
-    }
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.rows", name, orjson.dumps(args).decode()],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode != 0 or not lines:
-        raise RuntimeError(f"row {name} failed: {out.stderr[-2000:]}")
-    result: dict[str, Any] = orjson.loads(lines[-1])
-    return result
 
 
 def count_records(settings: Settings, topic: str, idle_s: float = 2.0) -> dict[str, int]:
@@ -163,44 +157,6 @@ def feature_cost(data: pd.DataFrame) -> float:
     return (time.perf_counter() - start) / max(1, len(inputs)) * 1e6
 
 
-def latency(
-    bootstrap: str, work: Path, data: pd.DataFrame, rate: float, seconds: float
-) -> dict[str, Any]:
-    from loadgen.measure import MeasureOptions
-    from loadgen.replay import ReplayOptions
-    from loadgen.run import run
-    from loadgen.stream import Dataset
-    from stream_infer.process import ChildProcess
-
-    s = _topics(bootstrap, work)
-    s = s.model_copy(update={"batch": s.batch.model_copy(update={"max_wait_ms": 5.0})})
-    worker = ChildProcess(s, work / "latency-worker.log")
-    try:
-        worker.wait_for("assigned [", timeout_s=120)
-        count = min(len(data), int(rate * seconds))
-        result = run(
-            Dataset.from_frame(data),
-            ReplayOptions(
-                s.topics.transactions, s.topics.labels, rate=rate, count=count, labels="none"
-            ),
-            MeasureOptions(s.topics.scores, idle_timeout_s=30.0),
-            s.kafka.client_config(),
-            progress=False,
-        )
-    finally:
-        worker.terminate()
-    lat = result.measurement.summary()["latency_ms"]
-    acc = result.measurement.accounting
-    return {
-        "rate": rate,
-        "events": count,
-        "p50_ms": lat["p50"],
-        "p99_ms": lat["p99"],
-        "p99.9_ms": lat["p99.9"],
-        "missing": acc.missing if acc else None,
-    }
-
-
 def _swap(bootstrap: str, work: Path, data: pd.DataFrame, rate: float, i: int) -> dict[str, Any]:
     """One hot-swap run on fresh topics and a fresh copy of the registry (a promote mutates it)."""
     s = _topics(bootstrap, work)
@@ -239,18 +195,30 @@ def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
     try:
         rows: dict[str, list[dict[str, Any]]] = {name: [] for name in THROUGHPUT_ROWS}
         shadow_topics: list[dict[str, int]] = []
-        for _ in range(reps):
+        for rep in range(reps):
             for name in THROUGHPUT_ROWS:  # interleaved, so drift hits every row alike
                 s = _topics(bootstrap, work)
+                if name in CLI_ROWS:  # preloaded only once the group has formed
+                    log = work / f"{name}-{rep}.log"
+                    run = cli_worker(
+                        s, CLI_ROWS[name], len(data), partial(_preload, s, data), log, PARTITIONS
+                    )
+                    rows[name].append(run)
+                    continue
                 _preload(s, data)
-                rows[name].append(_row(name, s, len(data), **row_args.get(name, {})))
+                rows[name].append(
+                    run_row(name, s, len(data), work / "rows", **row_args.get(name, {}))
+                )
                 if name == "worker_shadow":
                     shadow_topics.append(count_records(s, s.topics.scores_shadow))
         summary = {
             name: {
                 "events_per_s": statistics.median(r["events_per_s"] for r in runs),
                 "cpu_s_per_1000": statistics.median(r["cpu_s"] / r["events"] * 1000 for r in runs),
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+                # Each run's own processes: VmHWM (summed over a process tree) and sampled RSS.
+                "peak_rss_mb": max(r["hwm_mb"] for r in runs),
+                "sampled_rss_mb": max(r["sampled_rss_mb"] for r in runs),
+                "processes": runs[0]["processes"],
                 "runs": [round(r["events_per_s"], 1) for r in runs],
                 **(
                     {
@@ -265,7 +233,9 @@ def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
             for name, runs in rows.items()
         }
         worker_max = summary["worker"]["events_per_s"]
-        lat = latency(bootstrap, work, data, worker_max / 2, 3.0 if quick else 15.0)
+        lat_s = 3.0 if quick else 15.0
+        lat = worker_latency(_topics(bootstrap, work), work, data, worker_max / 2, lat_s)
+        floor = broker_floor(_topics(bootstrap, work), work, data, worker_max / 2, lat_s)
         # A slower pace when the events run short, so the stream outlasts a poll and a load.
         seconds = 6.0 if quick else 20.0
         rate = min(SWAP_RATE, len(data) / seconds)
@@ -289,6 +259,23 @@ def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
         "model_limit": model_limit(settings),
         "features_us_per_event": feature_cost(data),
         "latency_at_half_max": lat,
+        "broker_two_hops_at_half_max": floor,
+        "scale_out": {
+            "partitions": PARTITIONS,
+            "vs_one_process": summary["worker_procs_2"]["events_per_s"]
+            / summary["worker_procs_1"]["events_per_s"],
+            "runs_vs_one_process": _ratios(rows, "worker_procs_2", "worker_procs_1"),
+            "assignments": [r["assignment"] for r in rows["worker_procs_2"]],
+            "measured_from": [r["measured_from"] for r in rows["worker_procs_2"]],
+            "exit_codes": [r["exit_code"] for name in CLI_ROWS for r in rows[name]],
+            # Supervisor first, then its workers: the memory figure's parts.
+            "hwm_mb_per_process": [r["hwm_mb_per_process"] for r in rows["worker_procs_2"]],
+            "scores": [
+                {"records": r["scores"], "transactions": r["distinct_scores"]}
+                for name in CLI_ROWS
+                for r in rows[name]
+            ],
+        },
         "exactly_once": {
             "broker": broker_name,
             "transaction_interval_ms": settings.worker.transaction_interval_ms,

@@ -2,8 +2,13 @@
 
 Each row consumes ``events`` pre-loaded transactions from its own fresh topic and prints one
 JSON line: events, seconds (first record in to last output acknowledged; group join excluded),
-CPU seconds and peak RSS of the process doing the work, plus what the row itself reports
-(the worker: its batches; exactly-once: transactions committed and aborted).
+CPU seconds and the peak RSS of this process alone (``VmHWM``: see :mod:`bench.memory`), plus
+what the row itself reports (the worker: its batches; exactly-once: transactions committed and
+aborted).
+
+``relay`` is no throughput row: the broker's two-hop latency floor (:mod:`bench.latency`). It
+forwards each record unchanged, headers included, from ``source`` to ``sink`` with the worker's
+own client settings, and prints ``assigned [...]`` once it owns partitions.
 
 The worker rows differ only in what the harness passes: ``worker`` (the args' overrides of the
 worker settings, e.g. exactly-once) and ``registry`` (one with a shadow version set).
@@ -11,7 +16,6 @@ worker settings, e.g. exactly-once) and ``registry`` (one with a shadow version 
 
 from __future__ import annotations
 
-import resource
 import sys
 import time
 import uuid
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from bench.memory import vm_hwm_mb
 from stream_infer.config import Settings, load_settings
 from stream_infer.features.definitions import (
     CustomerHistory,
@@ -179,6 +184,39 @@ def worker(args: dict[str, Any]) -> Timed:
     return stats.scored, seconds, extra
 
 
+def relay(args: dict[str, Any]) -> Timed:
+    """Forward records untouched (the worker's consumer and producer settings, no work)."""
+    from confluent_kafka import Consumer, Producer
+
+    from stream_infer.kafka.clients import consumer_config, producer_config
+
+    settings = _settings(args)
+    c, p = Consumer(consumer_config(settings)), Producer(producer_config(settings))
+
+    def assigned(_c: Any, parts: list[Any]) -> None:
+        print(f"assigned {[tp.partition for tp in parts]}", flush=True)
+
+    c.subscribe([args["source"]], on_assign=assigned)
+    n, target, t0 = 0, args["events"], 0.0
+    while n < target:
+        # The worker's own wait for a batch (batch.max_wait_ms) bounds this poll too.
+        msgs = [m for m in c.consume(512, args["max_wait_ms"] / 1000) if m.error() is None]
+        if not msgs:
+            p.poll(0)
+            continue
+        t0 = t0 or time.monotonic()
+        for m in msgs:
+            p.produce(
+                args["sink"], m.value(), m.key(), partition=m.partition(), headers=m.headers()
+            )
+        p.poll(0)
+        c.store_offsets(message=msgs[-1])
+        n += len(msgs)
+    p.flush(60)
+    c.close()
+    return n, time.monotonic() - t0, {}
+
+
 def _settings(args: dict[str, Any]) -> Settings:
     return load_settings(
         kafka={"bootstrap_servers": args["bootstrap"]},
@@ -203,6 +241,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], Timed]] = {
     "worker": worker,
     "worker_eos": worker,
     "worker_shadow": worker,
+    "relay": relay,
 }
 
 
@@ -211,7 +250,6 @@ def main() -> None:
     args = orjson.loads(raw)
     cpu0 = time.process_time()
     events, seconds, extra = ROWS[row](args)
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         orjson.dumps(
             {
@@ -220,7 +258,7 @@ def main() -> None:
                 "seconds": seconds,
                 "events_per_s": events / seconds,
                 "cpu_s": time.process_time() - cpu0,
-                "peak_rss_mb": usage.ru_maxrss / 1024,
+                "hwm_mb": vm_hwm_mb(),
                 **extra,
             }
         ).decode()

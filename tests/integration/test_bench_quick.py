@@ -32,10 +32,32 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
         "worker",
         "worker_eos",
         "worker_shadow",
+        "worker_procs_1",
+        "worker_procs_2",
     }
     assert all(row["events_per_s"] > 0 for row in result["rows"].values())
+    # Each row's memory is its own: the kernel's high-water mark of the row's process agrees
+    # with its RSS sampled from outside (an inherited figure, the harness's, would not).
+    for name, row in result["rows"].items():
+        assert row["peak_rss_mb"] > 0, name
+        if row["processes"] == 1:
+            assert abs(row["sampled_rss_mb"] - row["peak_rss_mb"]) <= 0.1 * row["peak_rss_mb"] + 10
+    # --processes 2 is a supervisor and two workers, each worker owning half the partitions.
+    assert result["rows"]["worker_procs_1"]["processes"] == 1
+    assert result["rows"]["worker_procs_2"]["processes"] == 3
+    scale = result["scale_out"]
+    assert scale["vs_one_process"] > 0
+    for parts in scale["assignments"]:
+        assert len(parts) == 2 and all(parts)
+        assert sorted(p for group in parts for p in group) == list(range(scale["partitions"]))
+    assert scale["exit_codes"] == [0, 0]
+    assert scale["scores"] == [{"records": 3000, "transactions": 3000}] * 2
     assert result["model_limit"]["rows_per_s_batch_512"] > 0
     assert result["latency_at_half_max"]["missing"] == 0
+    # The broker's two hops ran at the worker's offered rate, and every record came through.
+    floor = result["broker_two_hops_at_half_max"]
+    assert floor["rate"] == result["latency_at_half_max"]["rate"]
+    assert floor["missing"] == 0 and floor["p50_ms"] > 0
     # Exactly-once ran its transactions: every one committed, none aborted.
     eos = result["exactly_once"]
     assert eos["vs_at_least_once"] > 0
