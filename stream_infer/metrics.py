@@ -247,7 +247,7 @@ class WorkerMetrics:
     ) -> None:
         """The serving set: (role, version, semver) of each member."""
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Removal of labels", UserWarning)
+            warnings.filterwarnings("ignore", "Clearing labels", UserWarning)
             self.serving.clear()
         for role, version, semver in members:
             self.serving.labels(str(version), role, semver).set(1)

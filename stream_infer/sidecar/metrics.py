@@ -76,7 +76,7 @@ class SidecarMetrics:
         with warnings.catch_warnings():
             # Feast, once imported, makes prometheus-client warn on label removal (see
             # stream_infer.metrics); our values are in-process, so clearing works.
-            warnings.filterwarnings("ignore", "Removal of labels", UserWarning)
+            warnings.filterwarnings("ignore", "Clearing labels", UserWarning)
             self.serving.clear()
         for role, version, semver in members:
             self.serving.labels(str(version), role, semver).set(1)

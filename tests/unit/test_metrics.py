@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -91,3 +92,26 @@ def test_flags_are_counted_per_kind() -> None:
     text = generate_latest(m.registry).decode()
     assert 'stream_infer_scores_flagged_total{flag="a"} 2.0' in text
     assert 'stream_infer_scores_flagged_total{flag="b"} 1.0' in text
+
+
+def test_serving_set_changes_survive_feasts_multiprocess_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Importing Feast sets PROMETHEUS_MULTIPROC_DIR for the whole process; prometheus-client
+    # then warns on clear(), and warnings are errors here: a hot swap must not trip on it.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent")
+    from stream_infer.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    metrics.set_serving([("champion", 1, "1.0.0")], 0, 1)
+    metrics.set_serving([("champion", 2, "2.0.0")], 0, 2)
+    value = metrics.registry.get_sample_value(
+        "stream_infer_model_serving", {"version": "2", "role": "champion", "semver": "2.0.0"}
+    )
+    assert value == 1.0
+    assert (
+        metrics.registry.get_sample_value(
+            "stream_infer_model_serving", {"version": "1", "role": "champion", "semver": "1.0.0"}
+        )
+        is None
+    )
