@@ -6,8 +6,10 @@ The default simulation (loadgen's simulator: 5,000 customers, 183 days, about 1.
 transactions) goes in time order, in batches of 512, through the real ``FeatureComputer`` with
 write-behind: each batch's entries are saved on a writer thread, at most 32 batches in flight,
 as the worker does. Every 100k events (and at the end) a sample: the process RSS (psutil), the
-customers in memory, the entries taken but not yet saved, and the store's size (SQLite: file
-plus WAL bytes and rows; Redis: this run's keys, entries and ``MEMORY USAGE``). Each
+customers in memory, the entries taken but not yet saved, the deletions not due yet (the store
+keeps an entry ``DROP_DELAY_S`` past its reach, for re-delivery after a crash), and the store's
+size (SQLite: file plus WAL bytes and rows; Redis: this run's keys, entries and
+``MEMORY USAGE``). Each
 configuration (store x ``customer_cache_size``) runs in a fresh process, so one's memory never
 shows in another's RSS. Every customer feature computed goes to a file (not to memory) and is
 compared with the first configuration's: the counts must be equal and the means within 1e-6
@@ -121,6 +123,7 @@ def _child(spec: dict[str, Any]) -> None:
                         "rss_mb": proc.memory_info().rss / 2**20,
                         "customers_in_memory": fc.state.customers(),
                         "unsaved_entries": fc.state.unsaved(),
+                        "drops_waiting": fc.state.drops_waiting(),
                         "seconds": time.monotonic() - start,
                         **_store_size(store, spec["store"], work, prefix),
                     }
@@ -177,8 +180,8 @@ def _compare(reference: Path, other: Path) -> dict[str, Any]:
 def markdown(runs: Sequence[dict[str, Any]]) -> str:
     lines = [
         "| configuration | events | sim day | RSS MB | customers in memory | unsaved "
-        "| store entries | store MB | SQLite WAL MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| drops waiting | store entries | store MB | SQLite WAL MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         for s in run["samples"]:
@@ -186,6 +189,7 @@ def markdown(runs: Sequence[dict[str, Any]]) -> str:
             lines.append(
                 f"| {run['name']} | {s['events']:,} | {s['day']} | {s['rss_mb']:.0f} "
                 f"| {s['customers_in_memory']:,} | {s['unsaved_entries']:,} "
+                f"| {s['drops_waiting']:,} "
                 f"| {s['store_entries']:,} | {s['store_bytes'] / 2**20:.1f} | {wal} |"
             )
     lines += ["", "| configuration | s | counts equal | max mean diff | RSS MB mid -> end "

@@ -23,7 +23,13 @@ from stream_infer.features.definitions import (
     terminal_features,
 )
 from stream_infer.state.base import Entry
-from stream_infer.state.customers import PRUNE_AT, PRUNE_STALE, CustomerState, CustomerStore
+from stream_infer.state.customers import (
+    DROP_DELAY_S,
+    PRUNE_AT,
+    PRUNE_STALE,
+    CustomerState,
+    CustomerStore,
+)
 
 FLAG_TERMINAL_MISSING = "terminal_features_unavailable"
 
@@ -110,6 +116,8 @@ class FeatureComputer:
             False reloads every batch (the sidecar reads what workers wrote).
         customer_cache_size: customers kept in memory (LRU).
         prune_margin_days: history kept past the 30-day window, for late events.
+        drop_delay_s: how long the store keeps an entry after it went out of reach (see
+            :mod:`stream_infer.state.customers`).
     """
 
     def __init__(
@@ -122,6 +130,7 @@ class FeatureComputer:
         write_behind: bool = False,
         customer_cache_size: int = 200_000,
         prune_margin_days: int = 1,
+        drop_delay_s: float = DROP_DELAY_S,
     ) -> None:
         self.write_behind = write_behind
         self.state = CustomerState(
@@ -130,6 +139,7 @@ class FeatureComputer:
             max_customers=customer_cache_size,
             margin_days=prune_margin_days,
             persist=persist,
+            drop_delay_s=drop_delay_s,
         )
         self._store = store
         self._start_day: int | None = None

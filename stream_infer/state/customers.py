@@ -3,16 +3,24 @@
 At most ``max_customers`` customers are in memory (least recently used first out, reloaded
 from the store when they come back), and an entry no window can reach any more (older than
 its customer's newest by 30 days plus ``margin_days``) is pruned in memory and deleted from the
-store with the write set that made it unreachable, so both stay bounded by the window rather
-than growing with the stream. The margin keeps a late event's windows whole
-(docs/ARCHITECTURE.md).
+store, so both stay bounded by the window rather than growing with the stream. The margin
+keeps a late event's windows whole (docs/ARCHITECTURE.md).
+
+The store deletes an entry only ``drop_delay_s`` (wall clock) after the batch that put it out
+of reach was taken for saving. Until its offsets are committed (auto-commit, every second) that
+batch and the ones before it can be re-delivered after a crash, and re-delivered events must
+find the history they were first scored with. In a replay faster than real time a second of
+wall clock is days of event time, far more than the margin covers; in real time the delay is
+a few seconds of event time, nothing next to the window.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from cachetools import LRUCache
@@ -24,6 +32,8 @@ from stream_infer.state.base import Entry
 #: reach, or once it is longer than PRUNE_AT (amortised: a prune rebuilds its prefix sums).
 PRUNE_STALE = 16
 PRUNE_AT = 256
+#: Well past the consumer's auto-commit interval (1 s) plus the wait for a batch's acks.
+DROP_DELAY_S = 10.0
 
 
 class CustomerStore(Protocol):
@@ -56,6 +66,8 @@ class CustomerState:
             read-only sidecar, which reads what workers wrote).
         persist: record new entries (False: read-only, nothing is ever written).
         margin_days: history kept past the 30-day window, for late events.
+        drop_delay_s: how long the store keeps an entry after it went out of reach.
+        clock: seconds, for ``drop_delay_s`` (tests pass their own).
     """
 
     def __init__(
@@ -66,12 +78,19 @@ class CustomerState:
         max_customers: int = 200_000,
         margin_days: int = 1,
         persist: bool = True,
+        drop_delay_s: float = DROP_DELAY_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._cache = cache
         self._persist = persist
         self._histories: LRUCache[Key, CustomerHistory] = LRUCache(maxsize=max_customers)
         self._pending: dict[str, list[Entry]] = {}
+        # Out of reach, not yet due for deletion: recorded this batch, then (due time, ...).
+        self._new_drops: list[tuple[str, Entry]] = []
+        self._drops: deque[tuple[float, str, Entry]] = deque()
+        self._drop_delay_s = drop_delay_s
+        self._clock = clock
         # customer -> transaction_id -> entry, taken but not durable yet. The writer thread
         # removes what it saved (save), the scoring thread adds (take_pending) and reads (load).
         self._unsaved: dict[str, dict[str, Entry]] = {}
@@ -124,11 +143,11 @@ class CustomerState:
             for e in entries:
                 hist.add(e.epoch_seconds, e.seq, e.amount, e.transaction_id)
             if self._persist and entries:
-                # Entries the store kept past the window (older data, a crash before a drop
-                # was saved): drop them now.
+                # Entries the store kept past the window (a crash before their deletion was
+                # due): delete them in time. Not pruned in memory now: after a crash this
+                # history may be ahead of the re-delivered events about to use it.
                 cut = bisect_right(hist.times, hist.times[-1] - self.keep_s)
                 self._record_dropped(cid, hist, 0, cut)
-                hist.prune(hist.times[-1] - self.margin_s)
             out[key] = hist
         return out
 
@@ -154,16 +173,26 @@ class CustomerState:
         return bisect_right(times, reach)
 
     def _record_dropped(self, customer_id: str, hist: CustomerHistory, lo: int, hi: int) -> None:
-        if lo < hi:
-            self._pending.setdefault(customer_id, []).extend(
-                Entry(hist.ids[j], hist.times[j], hist.seqs[j], hist.amounts[j], dropped=True)
-                for j in range(lo, hi)
-            )
+        if self._store is None:  # memory only: nothing to delete
+            return
+        self._new_drops.extend(
+            (customer_id, Entry(hist.ids[j], hist.times[j], hist.seqs[j], hist.amounts[j], True))
+            for j in range(lo, hi)
+        )
 
     def take_pending(self) -> dict[str, list[Entry]]:
-        """The entries recorded since the last call, for the caller to :meth:`save`. They stay
-        unsaved (merged into reloaded customers) until that save returns."""
+        """The entries recorded since the last call and the deletions now due, for the caller
+        to :meth:`save`. New entries stay unsaved (merged into reloaded customers) until that
+        save returns."""
         pending, self._pending = self._pending, {}
+        now = self._clock()
+        drops = self._drops
+        due = now + self._drop_delay_s
+        drops.extend((due, cid, e) for cid, e in self._new_drops)
+        self._new_drops = []
+        while drops and drops[0][0] <= now:
+            _, cid, e = drops.popleft()
+            pending.setdefault(cid, []).append(e)
         if pending and self._store is not None:
             with self._lock:
                 for cid, items in pending.items():
@@ -217,6 +246,10 @@ class CustomerState:
     def customers(self) -> int:
         """Customers in memory now (at most ``max_customers``)."""
         return len(self._histories)
+
+    def drops_waiting(self) -> int:
+        """Deletions recorded but not due yet (what goes out of reach in ``drop_delay_s``)."""
+        return len(self._drops) + len(self._new_drops)
 
     def unsaved(self) -> int:
         """Entries taken but not yet saved (bounded by the batches in flight)."""

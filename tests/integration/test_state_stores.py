@@ -89,7 +89,7 @@ def test_a_long_stream_keeps_the_store_to_the_window(
         TxInput(f"x{i}", f"c{i % 3}", "T", t0 + i * day // 18, 1.0 + i % 7, 0, i)
         for i in range(18 * 70)
     ]
-    fc = FeatureComputer(store=customers, write_behind=True, customer_cache_size=1)
+    fc = FeatureComputer(store=customers, write_behind=True, customer_cache_size=1, drop_delay_s=0)
     hists: dict[str, CustomerHistory] = {}
     for i in range(0, len(txs), 50):
         matrix, _ = fc.compute(txs[i : i + 50])

@@ -19,6 +19,7 @@ from stream_infer.features.definitions import (
 )
 from stream_infer.features.online import FeatureComputer, TxInput
 from stream_infer.state.base import Entry
+from stream_infer.state.customers import CustomerState
 from stream_infer.state.sqlite_store import SqliteState
 
 T0 = 1_700_000_000
@@ -240,7 +241,7 @@ def test_the_worker_retries_a_failed_write_behind_save() -> None:
 
 def test_store_keeps_only_what_a_window_can_reach() -> None:
     store = MemoryStore()
-    fc = FeatureComputer(store=store, write_behind=True, customer_cache_size=2)
+    fc = FeatureComputer(store=store, write_behind=True, customer_cache_size=2, drop_delay_s=0)
     txs = stream(customers=3, events=3 * 24 * 90, step_s=1200)  # 90 days, 24 a day each
     got = run(fc, txs, batch=64)
     np.testing.assert_array_equal(got, reference(txs))
@@ -253,7 +254,7 @@ def test_store_keeps_only_what_a_window_can_reach() -> None:
 
 def test_a_late_event_within_the_margin_gets_exact_features() -> None:
     store = MemoryStore()
-    fc = FeatureComputer(store=store, write_behind=True, customer_cache_size=1)
+    fc = FeatureComputer(store=store, write_behind=True, customer_cache_size=1, drop_delay_s=0)
     txs = [tx(i, "a", T0 + i * DAY // 4) for i in range(4 * 60)]  # 60 days, 4 a day
     late = tx(10_000, "a", txs[-1].epoch_seconds - DAY + 60)  # 23 h 59 min late
     run(fc, txs, batch=16)
@@ -264,7 +265,7 @@ def test_a_late_event_within_the_margin_gets_exact_features() -> None:
 
 def test_saving_the_same_write_set_twice_changes_nothing(tmp_path: Path) -> None:
     db = SqliteState(tmp_path / "state.db")
-    fc = FeatureComputer(store=db, write_behind=True)
+    fc = FeatureComputer(store=db, write_behind=True, drop_delay_s=0)
     txs = stream(customers=2, events=2 * 4 * 40, step_s=DAY // 8)
     for i in range(0, len(txs), 32):
         fc.compute(txs[i : i + 32])
@@ -281,11 +282,41 @@ def test_saving_the_same_write_set_twice_changes_nothing(tmp_path: Path) -> None
 def test_entries_past_the_window_in_the_store_are_dropped_on_load() -> None:
     store = MemoryStore()
     store.save({"a": [Entry(f"old{i}", T0 + i * 3600, i, 1.0) for i in range(5)]})
-    fc = FeatureComputer(store=store, write_behind=True)
+    fc = FeatureComputer(store=store, write_behind=True, drop_delay_s=0)
     matrix, _ = fc.compute([tx(1, "a", T0 + 40 * DAY)])
     fc.state.save(fc.state.take_pending())
     assert list(store.data["a"]) == ["x1"]
     assert matrix[0, 3] == 1.0
+
+
+def test_the_store_deletes_only_once_the_drop_delay_has_passed() -> None:
+    store = MemoryStore()
+    now = [0.0]
+    fc = FeatureComputer(store=store, write_behind=True)
+    fc.state = CustomerState(store, drop_delay_s=10.0, clock=lambda: now[0])
+    txs = [tx(i, "a", T0 + i * DAY // 4) for i in range(4 * 40)]  # 40 days, 4 a day
+    run(fc, txs, batch=8)
+    reach = sum(t.epoch_seconds > txs[-1].epoch_seconds - KEEP_S for t in txs)
+    assert len(store.data["a"]) == len(txs)  # out of reach, but not due yet
+    assert fc.state.drops_waiting() == len(txs) - reach
+    now[0] = 10.0
+    fc.state.save(fc.state.take_pending())
+    assert len(store.data["a"]) == reach
+    assert fc.state.drops_waiting() == 0
+
+
+def test_events_replayed_after_a_crash_get_their_first_features() -> None:
+    # A replay faster than real time: the crashed worker saved state 60 days ahead of the
+    # offsets it committed. The drops it recorded were not due yet, so the store still holds
+    # what the re-delivered events were first scored with.
+    store = MemoryStore()
+    txs = stream(customers=3, events=3 * 4 * 60, step_s=DAY // 12)
+    first = FeatureComputer(store=store, write_behind=True)
+    run(first, txs, batch=32)
+    restarted = FeatureComputer(store=store, write_behind=True, customer_cache_size=2)
+    committed = 64
+    got = run(restarted, txs[committed:], batch=32)
+    np.testing.assert_array_equal(got, reference(txs)[committed:])
 
 
 def test_read_only_reloads_every_call_and_writes_nothing() -> None:
