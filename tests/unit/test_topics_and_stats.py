@@ -26,7 +26,9 @@ def test_specs_load_with_names_from_settings() -> None:
         "s2",
         "scores-shadow",
         "transactions-dlq",
+        "model-control",
     }
+    assert specs["model-control"].config["cleanup.policy"] == "compact"
     assert specs["transactions"].co_partitioned_with == ("s2", "scores-shadow")
     assert all(s.partitions == 3 for s in specs.values())
     assert specs["transactions-dlq"].config["retention.ms"] == "2592000000"
