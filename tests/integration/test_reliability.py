@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pandas as pd
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from pydantic import SecretStr
 
 from stream_infer.config import Settings
@@ -87,11 +88,58 @@ def test_redis_outage_mid_replay_is_survived_with_parity(
     assert not problems, f"{len(problems)} mismatches:\n" + "\n".join(problems[:40])
 
 
+def _committed_total(settings: Settings, partitions: int = 3) -> int:
+    """Input records the scoring group has committed (transactionally), over all partitions."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": settings.worker.group_id,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        tps = [TopicPartition(settings.topics.transactions, p) for p in range(partitions)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10))
+    finally:
+        consumer.close()
+
+
+def _stuck_open_transaction(committed: list, uncommitted: list, missing: set[str]) -> str | None:
+    """Why ``missing`` is the broker's doing, or None when it is not.
+
+    noida-db 0.2.3 sometimes answers the restarted instance's InitProducerId with the next
+    epoch at once *without aborting* the killed instance's open transaction (librdkafka's
+    ``debug=eos`` log shows PID{1000, epoch 0} -> PID{1000, epoch 1} with no
+    CONCURRENT_TRANSACTIONS wait; the killed epoch's partitions were registered and its records
+    written), and it has no transaction timeout, so that transaction stays open for ever and
+    the last stable offset of each partition it touched never moves past its first record.
+    Apache Kafka aborts the open transaction before it completes InitProducerId (KIP-98). The
+    signature: every missing score was written (it is in the read_uncommitted log) and every
+    copy of it lies past the last record a read_committed reader sees on its partition. A
+    score that was aborted and never written again (a real loss) lies *before* visible
+    records and is not excused.
+    """
+    last_visible: dict[int, int] = {}
+    for m in committed:
+        last_visible[m.partition()] = max(last_visible.get(m.partition(), -1), m.offset())
+    copies: dict[str, list[tuple[int, int]]] = {}
+    for m in uncommitted:
+        tid = orjson.loads(m.value())["transaction_id"]
+        if tid in missing:
+            copies.setdefault(tid, []).append((m.partition(), m.offset()))
+    if set(copies) != missing:
+        return None  # some missing score was never written at all: ours
+    for places in copies.values():
+        if any(offset <= last_visible.get(p, -1) for p, offset in places):
+            return None  # aborted, then never written again: ours
+    stuck = {p: last_visible.get(p, -1) + 1 for places in copies.values() for p, _ in places}
+    return (
+        f"noida-db left the killed instance's transaction open: {len(missing)} scores are "
+        f"written but behind a last stable offset stuck at {dict(sorted(stuck.items()))}"
+    )
+
+
 @pytest.mark.noida
-@pytest.mark.xfail(
-    reason="passed at 21:05 on noida-db; fails since later changes (not yet diagnosed): #10 open",
-    strict=False,
-)
 def test_exactly_once_survives_two_sigkills_without_duplicates(
     base_settings: Settings, noida_broker: EmbeddedBroker, tmp_path: Path, model_registry: Path
 ) -> None:
@@ -137,11 +185,16 @@ def test_exactly_once_survives_two_sigkills_without_duplicates(
         sender.join(120)
         last = WorkerProcess(settings, tmp_path / "w-last.log")
         workers.append(last)
+        # Every input offset committed: each transaction of the last worker is complete.
+        deadline = time.monotonic() + 180
+        while _committed_total(settings) < len(events) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _committed_total(settings) == len(events), last.output()[-3000:]
         scores = read_topic(
             settings,
             settings.topics.scores,
             lambda r: len(_ids(r)) >= len(events),
-            timeout_s=180,
+            timeout_s=30,
             idle_s=3.0,
             isolation="read_committed",
         )
@@ -150,7 +203,7 @@ def test_exactly_once_survives_two_sigkills_without_duplicates(
         for w in workers:
             w.kill()
     ids = _ids(scores)
-    assert set(ids) == {e["transaction_id"] for e in events}, "scores were lost"
+    assert set(ids) <= {e["transaction_id"] for e in events}
     dupes = {t: n for t, n in ids.items() if n > 1}
     assert not dupes, f"{len(dupes)} duplicated for a read_committed reader, e.g. {list(dupes)[:5]}"
     # Aborted spans were processed again: each event's features are those of a clean run.
@@ -162,6 +215,12 @@ def test_exactly_once_survives_two_sigkills_without_duplicates(
         for name in CUSTOMER_FEATURES:
             expected = float(want.loc[s["transaction_id"], name])
             assert abs(s["features"][name] - expected) <= TOLERANCE, (s["transaction_id"], name)
+    missing = {e["transaction_id"] for e in events} - set(ids)
+    if missing:
+        everything = read_topic(settings, settings.topics.scores, lambda r: False, timeout_s=8)
+        excuse = _stuck_open_transaction(scores, everything, missing)
+        assert excuse is not None, f"{len(missing)} scores lost, e.g. {sorted(missing)[:5]}"
+        pytest.xfail(excuse)
 
 
 def test_a_worker_joining_mid_stream_rebalances_and_loses_nothing(
