@@ -195,16 +195,28 @@ def demo(ctx: click.Context, events: int | None, rate: float | None, invalid: in
 @cli.command()
 @click.option("--host", default=None, help="default: serve.host")
 @click.option("--port", type=int, default=None, help="default: serve.port")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="sidecar processes sharing the ports, each with its own batcher (default: serve.workers)",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
-    """The sidecar HTTP endpoint: same model, features and batcher as the stream."""
-    from stream_infer.sidecar.app import run
-
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """The sidecar (HTTP, and gRPC on serve.grpc_port): the stream's model and features."""
     settings = _settings(ctx)
     updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     if updates:
         settings = settings.model_copy(update={"serve": settings.serve.model_copy(update=updates)})
-    run(settings)
+    workers = workers or settings.serve.workers
+    if workers == 1:
+        from stream_infer.sidecar.app import run
+
+        run(settings)
+        return
+    from stream_infer.sidecar.workers import run_workers
+
+    sys.exit(run_workers(settings, workers))
 
 
 @cli.command()

@@ -187,6 +187,9 @@ class ServeSettings(_Frozen):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(
+        default=1, ge=1, description="sidecar processes sharing the ports, one batcher each"
+    )
     grpc_port: int = Field(
         default=8081, ge=0, le=65535, description="the Open Inference Protocol over gRPC; 0 = off"
     )

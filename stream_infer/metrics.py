@@ -125,7 +125,48 @@ def add_runtime_collectors(registry: CollectorRegistry) -> None:
     PlatformCollector(registry=registry)
 
 
-class WorkerMetrics:
+class ServingSetMetrics:
+    """The serving set's gauges and the versions refused at load, on ``registry``: one
+    definition for the worker and the sidecar, so both export the same names and labels and
+    one dashboard shows either."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.serving = Gauge(
+            "stream_infer_model_serving",
+            "1 for each version this process serves, by role",
+            ["version", "role", "semver"],
+            registry=r,
+        )
+        self.canary_percent = Gauge(
+            "stream_infer_canary_percent", "Share of customers routed to the challenger", registry=r
+        )
+        self.serving_revision = Gauge(
+            "stream_infer_serving_revision", "Registry revision of the serving set", registry=r
+        )
+        self.model_load_failures = Counter(
+            "stream_infer_model_load_failures",
+            "Versions refused at load (hash, signature, probe); the old set kept serving",
+            ["version"],
+            registry=r,
+        )
+
+    def set_serving(
+        self, members: Iterable[tuple[str, int, str]], percent: int, revision: int
+    ) -> None:
+        """The serving set: (role, version, semver) of each member."""
+        with warnings.catch_warnings():
+            # Feast, once imported, makes prometheus-client warn on label removal (see
+            # forget_partitions); our values are in-process, so clearing works.
+            warnings.filterwarnings("ignore", "Clearing labels", UserWarning)
+            self.serving.clear()
+        for role, version, semver in members:
+            self.serving.labels(str(version), role, semver).set(1)
+        self.canary_percent.set(percent)
+        self.serving_revision.set(revision)
+
+
+class WorkerMetrics(ServingSetMetrics):
     """Everything the on-call dashboard reads from a scoring worker."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -210,28 +251,11 @@ class WorkerMetrics:
             registry=r,
         )
 
-        self.serving = Gauge(
-            "stream_infer_model_serving",
-            "1 for each version this process serves, by role",
-            ["version", "role", "semver"],
-            registry=r,
-        )
-        self.canary_percent = Gauge(
-            "stream_infer_canary_percent", "Share of customers routed to the challenger", registry=r
-        )
-        self.serving_revision = Gauge(
-            "stream_infer_serving_revision", "Registry revision of the serving set", registry=r
-        )
+        super().__init__(r)  # the serving set's gauges and load failures
         self.psi = Gauge(
             "stream_infer_model_psi",
             "Population stability index of the last closed window vs the version's reference",
             ["version", "role"],
-            registry=r,
-        )
-        self.model_load_failures = Counter(
-            "stream_infer_model_load_failures",
-            "Versions refused at load (hash, signature, probe); the old set kept serving",
-            ["version"],
             registry=r,
         )
         self.rollbacks = Counter(
@@ -241,18 +265,6 @@ class WorkerMetrics:
 
     def set_model(self, name: str, version: int, provider: str) -> None:
         self.model_info.info({"name": name, "version": str(version), "provider": provider})
-
-    def set_serving(
-        self, members: Iterable[tuple[str, int, str]], percent: int, revision: int
-    ) -> None:
-        """The serving set: (role, version, semver) of each member."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Clearing labels", UserWarning)
-            self.serving.clear()
-        for role, version, semver in members:
-            self.serving.labels(str(version), role, semver).set(1)
-        self.canary_percent.set(percent)
-        self.serving_revision.set(revision)
 
     def observe_latencies(self, seconds: Sequence[float]) -> None:
         self.end_to_end_seconds.observe_many(seconds)

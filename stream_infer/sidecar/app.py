@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -28,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from stream_infer.config import Settings
 from stream_infer.errors import FatalError, RetryableError, StreamInferError
@@ -35,6 +37,7 @@ from stream_infer.model.registry import open_registry
 from stream_infer.pipeline import ScoringPipeline
 from stream_infer.sidecar.core import Sidecar
 from stream_infer.sidecar.health import PROBE_CUSTOMER
+from stream_infer.sidecar.hot import HotPaths
 from stream_infer.sidecar.limits import BodyLimitMiddleware
 from stream_infer.sidecar.metrics import SidecarMetrics
 from stream_infer.sidecar.models import SidecarModels, build_models
@@ -82,7 +85,21 @@ def _store_probe(settings: Settings) -> Callable[[], object]:
     return lambda: customers.load([PROBE_CUSTOMER])
 
 
-def create_app(settings: Settings, pipeline: ScoringPipeline | None = None) -> FastAPI:
+class SidecarApp(FastAPI):
+    """The FastAPI app, with the hot scoring routes answered before FastAPI's middleware and
+    routing see them (:mod:`stream_infer.sidecar.hot`)."""
+
+    hot: HotPaths | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.hot is not None and await self.hot.handle(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    settings: Settings, pipeline: ScoringPipeline | None = None, *, grpc_reuse_port: bool = False
+) -> SidecarApp:
     """The sidecar app. Without ``pipeline`` the champion is loaded (and warmed up) at
     start-up, in the background: liveness answers at once, readiness once the champion is
     ready (see the module docstring for a champion that cannot be loaded). With ``pipeline``,
@@ -122,7 +139,7 @@ def create_app(settings: Settings, pipeline: ScoringPipeline | None = None) -> F
 
         grpc_server = None
         if settings.serve.grpc_port:
-            grpc_server = await start_grpc(sidecar, oip, repository)
+            grpc_server = await start_grpc(sidecar, oip, repository, reuse_port=grpc_reuse_port)
         loader = asyncio.create_task(load())
         try:
             yield
@@ -132,7 +149,7 @@ def create_app(settings: Settings, pipeline: ScoringPipeline | None = None) -> F
                 await grpc_server.stop(grace=1.0)
             await sidecar.stop()
 
-    app = FastAPI(title="stream-infer sidecar", version="1", lifespan=lifespan)
+    app = SidecarApp(title="stream-infer sidecar", version="1", lifespan=lifespan)
     app.state.sidecar = sidecar
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.serve.max_body_bytes)
 
@@ -160,9 +177,11 @@ def create_app(settings: Settings, pipeline: ScoringPipeline | None = None) -> F
     from stream_infer.sidecar.repository_api import add_repository_routes
     from stream_infer.sidecar.routes import add_routes
 
-    add_routes(app, sidecar)
-    oip = add_protocol_routes(app, sidecar)
+    predict = add_routes(app, sidecar)
+    oip, infer = add_protocol_routes(app, sidecar)
     repository = add_repository_routes(app, sidecar)
+    # Before anything else: the scoring routes skip FastAPI's per-request machinery (.hot).
+    app.hot = HotPaths({"predict": predict, "infer": infer}, settings.serve.max_body_bytes)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -174,8 +193,15 @@ def create_app(settings: Settings, pipeline: ScoringPipeline | None = None) -> F
     return app
 
 
-def run(settings: Settings) -> None:
-    """Serve until interrupted (uvicorn with uvloop and httptools when installed).
+def run(
+    settings: Settings,
+    sockets: list[socket.socket] | None = None,
+    *,
+    grpc_reuse_port: bool = False,
+) -> None:
+    """Serve until interrupted (uvicorn with uvloop and httptools when installed), on
+    ``serve.host:serve.port`` or on the given listening ``sockets`` (``--workers``: shared
+    with the other workers, as is the gRPC port with ``grpc_reuse_port``).
 
     Raises:
         FatalError: start-up failed in a way no registry change can fix (the CLI exits 2).
@@ -184,7 +210,7 @@ def run(settings: Settings) -> None:
     """
     import uvicorn
 
-    app = create_app(settings)
+    app = create_app(settings, grpc_reuse_port=grpc_reuse_port)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -202,6 +228,6 @@ def run(settings: Settings) -> None:
         server.should_exit = True
 
     sidecar.on_fatal = stop
-    server.run()
+    server.run(sockets=sockets)
     if sidecar.fatal:
         raise FatalError(f"the sidecar could not start: {sidecar.fatal}")

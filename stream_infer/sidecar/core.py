@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Callable
 from typing import Any
 
-from stream_infer.batching.dynamic import DynamicBatcher
 from stream_infer.config import Settings
 from stream_infer.model.interface import Registry
 from stream_infer.model.registry import open_registry
@@ -25,6 +25,7 @@ from stream_infer.sidecar.metrics import SidecarMetrics
 from stream_infer.sidecar.models import SidecarModels
 from stream_infer.sidecar.scoring import PredictionCache, TensorScorer, TransactionScorer
 from stream_infer.sidecar.stats import InferenceStatistics
+from stream_infer.sidecar.turns import TurnBatcher
 
 
 class Sidecar:
@@ -43,8 +44,8 @@ class Sidecar:
         self.on_fatal: Callable[[str], None] | None = None
         self.metrics = SidecarMetrics()
         self.stats = InferenceStatistics()
-        self.tx_batcher: DynamicBatcher[Any, Any] | None = None
-        self.tensor_batcher: DynamicBatcher[Any, Any] | None = None
+        self.tx_batcher: TurnBatcher[Any, Any] | None = None
+        self.tensor_batcher: TurnBatcher[Any, Any] | None = None
         self.cache: PredictionCache | None = None
         self.store = StoreHealth()
         self._prober: asyncio.Task[None] | None = None
@@ -99,21 +100,19 @@ class Sidecar:
         s = self.settings
         self.pipeline = pipeline
         self.models = models
-        # Score in a worker thread so the loop keeps accepting requests while a batch runs:
-        # that is what fills the bounded queue and turns overload into 503s instead of
-        # requests waiting, unseen, in the kernel's socket buffers.
-        self.tx_batcher = DynamicBatcher(
+        # Scored on the loop, batched by turn (stream_infer.sidecar.turns): no thread hand-off,
+        # nothing waits on a clock. A store on the network (Redis) is read in a worker thread
+        # instead: a call may block up to its socket timeout, and the loop must keep
+        # answering health checks and turning overload into 503s meanwhile.
+        remote = s.redis.url is not None
+        self.tx_batcher = TurnBatcher(
             TransactionScorer(pipeline, models, self.store),
             s.batch.max_batch_size,
-            s.batch.max_wait_ms,
             s.serve.max_queue,
-            in_thread=True,
+            in_thread=remote,
         )
-        self.tensor_batcher = DynamicBatcher(
-            TensorScorer(pipeline, models, self.stats),
-            s.batch.max_batch_size,
-            s.batch.max_wait_ms,
-            s.serve.max_queue,
+        self.tensor_batcher = TurnBatcher(
+            TensorScorer(pipeline, models, self.stats), s.batch.max_batch_size, s.serve.max_queue
         )
         self.tx_batcher.start()
         self.tensor_batcher.start()
@@ -131,6 +130,9 @@ class Sidecar:
             self.cache = PredictionCache(client, s.redis.key_prefix, s.serve.cache_ttl_s)
         self.load_error = ""
         self.ready = True
+        # Everything built so far (modules, model, settings) lives as long as the process:
+        # out of the collector's sight, a full collection no longer walks it (a p99 stall).
+        gc.freeze()
 
     async def stop(self) -> None:
         if self._prober is not None:

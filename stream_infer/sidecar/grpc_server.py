@@ -242,8 +242,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         return service_pb2.RepositoryModelUnloadResponse()
 
 
-async def start_grpc(sidecar: Sidecar, oip: OpenInference, repository: Repository) -> Any:
+async def start_grpc(
+    sidecar: Sidecar, oip: OpenInference, repository: Repository, *, reuse_port: bool = False
+) -> Any:
     """Start the gRPC server on the running loop; returns it (``await server.stop(grace)``).
+    ``reuse_port``: share the port with other processes (``serve --workers``); otherwise a
+    port another process holds fails the start-up.
 
     Raises:
         FatalError: ``serve.host:serve.grpc_port`` cannot be bound.
@@ -251,7 +255,7 @@ async def start_grpc(sidecar: Sidecar, oip: OpenInference, repository: Repositor
     serve = sidecar.settings.serve
     limit = serve.max_body_bytes
     server = grpc.aio.server(
-        options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)]
+        options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", int(reuse_port))]
     )
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(sidecar, oip, repository), server

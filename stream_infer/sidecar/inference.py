@@ -135,7 +135,8 @@ class OpenInference:
 
     def model_config(self, name: str, version: str | None) -> dict[str, Any]:
         """Triton's model configuration (``GET /v2/models/{name}/config``): the batching is
-        the sidecar's dynamic batcher, the feature order is in ``parameters``.
+        the sidecar's turn batcher (up to ``batch.max_batch_size`` rows, never delayed), the
+        feature order is in ``parameters``.
 
         Raises:
             ProtocolError: see :meth:`resolve`.
@@ -162,7 +163,9 @@ class OpenInference:
             ],
             "output": [{"name": m.output_name, "data_type": "TYPE_FP32", "dims": output_dims(m)}],
             "dynamic_batching": {
-                "max_queue_delay_microseconds": round(batch.max_wait_ms * 1000),
+                # Batches are what reached the loop in one turn: no request is held back
+                # waiting for company (stream_infer.sidecar.turns).
+                "max_queue_delay_microseconds": 0,
                 "preferred_batch_size": [batch.max_batch_size],
             },
             "instance_group": [

@@ -1,23 +1,28 @@
 """The sidecar's Prometheus metrics, on a registry it owns.
 
-The serving-set gauges carry the worker's names and labels
-(:class:`stream_infer.metrics.WorkerMetrics`), so one dashboard shows both.
+The serving-set gauges are the worker's own definition
+(:class:`stream_infer.metrics.ServingSetMetrics`), so one dashboard shows both.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-from stream_infer.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, add_runtime_collectors
+from stream_infer.metrics import (
+    BATCH_BUCKETS,
+    LATENCY_BUCKETS,
+    ServingSetMetrics,
+    add_runtime_collectors,
+)
 
 
-class SidecarMetrics:
+class SidecarMetrics(ServingSetMetrics):
+    """The sidecar's request metrics, plus the serving set's (:class:`ServingSetMetrics`)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        super().__init__(r)
         self.requests = Counter(
             "stream_infer_http_requests",
             "Requests by API and status",
@@ -50,35 +55,3 @@ class SidecarMetrics:
             ["api", "version", "role"],
             registry=r,
         )
-        self.serving = Gauge(
-            "stream_infer_model_serving",
-            "1 for each version this process serves, by role",
-            ["version", "role", "semver"],
-            registry=r,
-        )
-        self.canary_percent = Gauge(
-            "stream_infer_canary_percent", "Share of customers routed to the challenger", registry=r
-        )
-        self.serving_revision = Gauge(
-            "stream_infer_serving_revision", "Registry revision of the serving set", registry=r
-        )
-        self.model_load_failures = Counter(
-            "stream_infer_model_load_failures",
-            "Versions refused at load (hash, signature, probe); the old set kept serving",
-            ["version"],
-            registry=r,
-        )
-
-    def set_serving(
-        self, members: Iterable[tuple[str, int, str]], percent: int, revision: int
-    ) -> None:
-        """The serving set: (role, version, semver) of each member."""
-        with warnings.catch_warnings():
-            # Feast, once imported, makes prometheus-client warn on label removal (see
-            # stream_infer.metrics); our values are in-process, so clearing works.
-            warnings.filterwarnings("ignore", "Clearing labels", UserWarning)
-            self.serving.clear()
-        for role, version, semver in members:
-            self.serving.labels(str(version), role, semver).set(1)
-        self.canary_percent.set(percent)
-        self.serving_revision.set(revision)

@@ -11,15 +11,16 @@ refusal on a ``/v2`` route is the protocol's ``{"error": "..."}`` (what tritoncl
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from stream_infer.sidecar.binary import HEADER_LENGTH, decode_request, encode_answer, inflate
 from stream_infer.sidecar.health import PROBE_INTERVAL_S
+from stream_infer.sidecar.hot import Answer
 from stream_infer.sidecar.inference import OpenInference
 from stream_infer.sidecar.protocol import InferCall, ProtocolError
 from stream_infer.sidecar.schemas import InferRequest, ModelMetadata, ProtocolErrorBody
@@ -51,7 +52,12 @@ def error_response(
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``model``'s JSON schema with its ``$defs`` inlined (an ``openapi_extra`` body cannot
     point into the document's components)."""
-    schema = model.model_json_schema()
+    return inline_schema_of(TypeAdapter(model))
+
+
+def inline_schema_of(adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    """:func:`inline_schema` of any type pydantic validates (e.g. a discriminated union)."""
+    schema = adapter.json_schema()
     defs = schema.pop("$defs", {})
 
     def resolve(node: Any) -> Any:
@@ -82,8 +88,11 @@ INFER_BODY = {
 }
 
 
-def add_protocol_routes(app: FastAPI, sidecar: Sidecar) -> OpenInference:
-    """Register the ``/v2`` routes (the repository's are :mod:`.repository_api`'s)."""
+def add_protocol_routes(
+    app: FastAPI, sidecar: Sidecar
+) -> tuple[OpenInference, Callable[[str, str | None, bytes, Mapping[str, str]], Awaitable[Answer]]]:
+    """Register the ``/v2`` routes (the repository's are :mod:`.repository_api`'s); returns
+    the operations and the infer route's handler (for :class:`~.hot.HotPaths`)."""
     oip = OpenInference(sidecar)
     max_bytes = sidecar.settings.serve.max_body_bytes
 
@@ -170,27 +179,39 @@ def add_protocol_routes(app: FastAPI, sidecar: Sidecar) -> OpenInference:
         except ProtocolError as exc:
             return refused(exc)
 
-    async def infer(name: str, version: str | None, request: Request) -> Response:
-        """JSON, or JSON and binary tensor data; see :mod:`stream_infer.sidecar.binary`."""
+    ok = sidecar.metrics.requests.labels(API, "200")
+    latency = sidecar.metrics.latency.labels(API)
+
+    async def infer_bytes(
+        name: str, version: str | None, raw: bytes, headers: Mapping[str, str]
+    ) -> Answer:
+        """The infer route's handler (also :class:`~stream_infer.sidecar.hot.HotPaths`'):
+        ``headers`` by lower-case name."""
         start = time.monotonic()
-        raw = await request.body()
         parsed: list[InferRequest] = []
 
         def decode() -> InferCall:
-            body = inflate(raw, request.headers.get("content-encoding"), max_bytes)
-            req, call = decode_request(body, request.headers.get(HEADER_LENGTH))
+            body = inflate(raw, headers.get("content-encoding"), max_bytes)
+            req, call = decode_request(body, headers.get(HEADER_LENGTH.lower()))
             parsed.append(req)
             return call
 
         try:
             answer = await oip.infer(name, version, decode)
         except ProtocolError as exc:
-            return refused(exc)
-        content, headers = encode_answer(answer, parsed[0])
-        sidecar.metrics.requests.labels(API, "200").inc()
-        sidecar.metrics.latency.labels(API).observe(time.monotonic() - start)
-        media_type = headers.pop("Content-Type")
-        return Response(content, headers=headers, media_type=media_type)
+            sidecar.metrics.requests.labels(API, str(exc.status)).inc()
+            retry = {"Retry-After": RETRY_AFTER_S} if exc.retry_after or exc.status == 503 else {}
+            return Answer.json(exc.status, {"error": str(exc)}, retry)
+        content, out_headers = encode_answer(answer, parsed[0])
+        ok.inc()
+        latency.observe(time.monotonic() - start)
+        media_type = out_headers.pop("Content-Type")
+        return Answer(200, content, out_headers, media_type)
+
+    async def infer(name: str, version: str | None, request: Request) -> Response:
+        """JSON, or JSON and binary tensor data; see :mod:`stream_infer.sidecar.binary`."""
+        answer = await infer_bytes(name, version, await request.body(), request.headers)
+        return answer.response()
 
     both("GET", "/ready", model_ready)
     both("GET", "/config", model_config)
@@ -198,4 +219,4 @@ def add_protocol_routes(app: FastAPI, sidecar: Sidecar) -> OpenInference:
     both("POST", "/infer", infer, openapi_extra=INFER_BODY)
     both("GET", "", model_metadata, response_model=ModelMetadata)
 
-    return oip
+    return oip, infer_bytes

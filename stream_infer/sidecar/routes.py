@@ -8,25 +8,34 @@ against the request's ``threshold`` (default ``model.threshold``). ``return_feat
 the features; ``return_explanations`` per-feature attributions
 (:mod:`stream_infer.sidecar.explain`). Open Inference Protocol routes are
 :mod:`stream_infer.sidecar.protocol_http`'s.
+
+The body is validated by pydantic straight from its JSON bytes and the answer is built as a
+dict and encoded by orjson: the response model (:data:`~stream_infer.sidecar.schemas.
+PredictAnswer`) documents it in the OpenAPI schema and the tests hold answers to it, but it is
+not run per request (it cost as much as the model call). The route is served by
+:class:`~stream_infer.sidecar.hot.HotPaths` (and, for the OpenAPI document and apps mounted
+without it, by FastAPI with the same handler).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
+from pydantic import TypeAdapter, ValidationError
 
 from stream_infer.batching.dynamic import BatchTimeoutError, QueueFullError
 from stream_infer.errors import RetryableError
 from stream_infer.events import Transaction
 from stream_infer.sidecar.explain import Explainer
+from stream_infer.sidecar.hot import Answer
 from stream_infer.sidecar.models import Route, route_of
 from stream_infer.sidecar.protocol import ProtocolError
-from stream_infer.sidecar.protocol_http import ERRORS, error_response
+from stream_infer.sidecar.protocol_http import ERRORS, RETRY_AFTER_S, inline_schema_of
 from stream_infer.sidecar.schemas import (
     BatchPredictRequest,
     PredictAnswer,
@@ -39,6 +48,7 @@ if TYPE_CHECKING:
     from stream_infer.sidecar.core import Sidecar
 
 API = "v1"
+PREDICT_BODY: TypeAdapter[Any] = TypeAdapter(PredictBody)
 
 
 class StoreDownError(ProtocolError):
@@ -49,29 +59,91 @@ class StoreDownError(ProtocolError):
         self.reason = reason
 
 
-def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
-    """Register the domain route."""
-    explainer = Explainer(sidecar)
+def problems_of(exc: ValidationError) -> list[str]:
+    """A body's validation errors as FastAPI words them (``body.<where>: <what>``)."""
+    return [f"{'.'.join(str(p) for p in ('body', *e['loc']))}: {e['msg']}" for e in exc.errors()]
 
-    def refused(exc: ProtocolError) -> Response:
-        sidecar.metrics.requests.labels(API, str(exc.status)).inc()
+
+class Predict:
+    """The route's handler: body bytes in, :class:`~stream_infer.sidecar.hot.Answer` out.
+    Never raises for a caller's mistake or an overload: those are answers (422, 404, 503,
+    504, with the protocol's ``{"error"}`` body)."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+        self.explainer = Explainer(sidecar)
+        m = sidecar.metrics
+        self._ok = m.requests.labels(API, "200")
+        self._latency = m.latency.labels(API)
+        self._batch_size = m.batch_size.labels(API)
+        self._served: dict[tuple[int, str], Any] = {}
+
+    def refused(self, exc: ProtocolError) -> Answer:
+        self.sidecar.metrics.requests.labels(API, str(exc.status)).inc()
+        headers = {"Retry-After": RETRY_AFTER_S} if exc.retry_after or exc.status == 503 else None
+        body: dict[str, Any] = {"error": str(exc)}
         if isinstance(exc, StoreDownError):  # never a 500: the store will be back
-            return error_response(503, str(exc), True, detail=exc.reason)
-        return error_response(exc.status, str(exc), exc.retry_after)
+            body["detail"] = exc.reason
+        return Answer.json(exc.status, body, headers)
 
-    async def score(txs: Sequence[Transaction]) -> list[Scored]:
+    async def __call__(
+        self, name: str, _version: str | None, raw: bytes, _headers: Mapping[str, str]
+    ) -> Answer:
+        start = time.monotonic()
+        s = self.sidecar
+        try:
+            body = PREDICT_BODY.validate_json(raw)
+        except ValidationError as exc:
+            s.metrics.requests.labels(API, "422").inc()
+            return Answer.json(422, {"error": "invalid request", "detail": problems_of(exc)})
+        if not s.ready:
+            return self.refused(ProtocolError(s.not_ready_reason(), 503, retry_after=True))
+        if not s.knows(name, None):
+            return self.refused(ProtocolError(f"unknown model {name}", 404))
+        batch = isinstance(body, BatchPredictRequest)
+        txs = body.transactions if isinstance(body, BatchPredictRequest) else [body.inputs]
+        limit = s.settings.serve.max_queue
+        if len(txs) > limit:
+            return self.refused(ProtocolError(f"at most {limit} transactions (serve.max_queue)"))
+        try:
+            scored = await self.score(txs)
+            explanations: Sequence[dict[str, Any] | None] = [None] * len(scored)
+            if body.parameters.return_explanations:
+                explanations = await self.explainer.explain(scored)
+        except ProtocolError as exc:
+            return self.refused(exc)
+        results = [
+            self.answer(body.request_id, name, one, body.parameters, start, e)
+            for one, e in zip(scored, explanations, strict=True)
+        ]
+        self._ok.inc()
+        self._latency.observe(time.monotonic() - start)
+        payload = {"request_id": body.request_id, "results": results} if batch else results[0]
+        return Answer.json(200, payload)
+
+    async def score(self, txs: Sequence[Transaction]) -> list[Scored]:
         """Each transaction's score: from the cache, else through the batcher (together).
 
         Raises:
             ProtocolError: 503 queue full, or the feature store down (StoreDownError); 504
                 not scored in time.
         """
-        if sidecar.store.down:  # before the cache: it may live on the same unanswering Redis
-            raise StoreDownError(sidecar.store.reason)
-        assert sidecar.models is not None and sidecar.tx_batcher is not None
-        serving = sidecar.models.current
+        s = self.sidecar
+        if s.store.down:  # before the cache: it may live on the same unanswering Redis
+            raise StoreDownError(s.store.reason)
+        assert s.models is not None and s.tx_batcher is not None
+        batcher = s.tx_batcher
+        timeout_s = s.settings.serve.request_timeout_ms / 1000
+        cache = s.cache
+        if cache is None and len(txs) == 1:  # the common case: no cache, no gather's task
+            try:
+                one = await batcher.submit(txs[0], timeout_s)
+            except Exception as exc:
+                raise self._refusal(exc) from exc
+            self._batch_size.observe(batcher.last_batch_size)
+            return [one]
+        serving = s.models.current
         name = serving.champion.model.name
-        cache = sidecar.cache
         found: list[Scored | None] = [None] * len(txs)
         keys: list[tuple[str, int] | None] = [None] * len(txs)
         if cache is not None:  # keyed by the version that would serve this customer now
@@ -81,29 +153,32 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
                 keys[i] = (key, member.version)
                 found[i] = cache.get(key, Route(member.version, member.semver, role))
         todo = [i for i, hit in enumerate(found) if hit is None]
-        timeout_s = sidecar.settings.serve.request_timeout_ms / 1000
-        batcher = sidecar.tx_batcher
         outcomes = await asyncio.gather(
             *(batcher.submit(txs[i], timeout_s) for i in todo), return_exceptions=True
         )
         for i, outcome in zip(todo, outcomes, strict=True):
-            if isinstance(outcome, QueueFullError):
-                raise ProtocolError(str(outcome), 503, retry_after=True) from outcome
-            if isinstance(outcome, BatchTimeoutError):
-                raise ProtocolError(str(outcome), 504) from outcome
-            if isinstance(outcome, RetryableError):  # the feature store failed, now or before
-                raise StoreDownError(sidecar.store.reason or str(outcome)) from outcome
             if isinstance(outcome, BaseException):
-                raise outcome
+                raise self._refusal(outcome) from outcome
             found[i] = outcome
             keyed = keys[i]
             if cache is not None and keyed is not None and outcome.route.version == keyed[1]:
                 cache.put(keyed[0], outcome)
         if todo:
-            sidecar.metrics.batch_size.labels(API).observe(batcher.last_batch_size)
-        return [s for s in found if s is not None]
+            self._batch_size.observe(batcher.last_batch_size)
+        return [one for one in found if one is not None]
+
+    def _refusal(self, exc: BaseException) -> BaseException:
+        """What a failed submission answers (or ``exc`` itself, re-raised: a bug)."""
+        if isinstance(exc, QueueFullError):
+            return ProtocolError(str(exc), 503, retry_after=True)
+        if isinstance(exc, BatchTimeoutError):
+            return ProtocolError(str(exc), 504)
+        if isinstance(exc, RetryableError):  # the feature store failed, now or before
+            return StoreDownError(self.sidecar.store.reason or str(exc))
+        return exc
 
     def answer(
+        self,
         request_id: str | None,
         name: str,
         scored: Scored,
@@ -113,9 +188,13 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
     ) -> dict[str, Any]:
         threshold = parameters.threshold
         if threshold is None:
-            threshold = sidecar.settings.model.threshold
+            threshold = self.sidecar.settings.model.threshold
         route = scored.route
-        sidecar.metrics.served.labels(API, str(route.version), route.role).inc()
+        served = self._served.get((route.version, route.role))
+        if served is None:
+            served = self.sidecar.metrics.served.labels(API, str(route.version), route.role)
+            self._served[(route.version, route.role)] = served
+        served.inc()
         payload: dict[str, Any] = {
             "request_id": request_id,
             "model_name": name,
@@ -138,34 +217,28 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> None:
             payload["explanations"] = explanation
         return payload
 
+
+def add_routes(app: FastAPI, sidecar: Sidecar) -> Predict:
+    """Register the domain route; returns its handler (for :class:`~.hot.HotPaths`)."""
+    handler = Predict(sidecar)
+
     @app.post(
         "/v1/models/{name}/predict",
         response_model=PredictAnswer,
-        response_model_exclude_unset=True,
-        responses={k: v for k, v in ERRORS.items() if k != 400},
+        responses={
+            **{k: v for k, v in ERRORS.items() if k != 400},
+            422: {"description": "invalid request (what is wrong in detail)"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": inline_schema_of(PREDICT_BODY)}},
+            }
+        },
     )
-    async def predict(name: str, body: PredictBody) -> Any:
-        start = time.monotonic()
-        if not sidecar.ready:
-            return refused(ProtocolError(sidecar.not_ready_reason(), 503, retry_after=True))
-        if not sidecar.knows(name, None):
-            return refused(ProtocolError(f"unknown model {name}", 404))
-        batch = isinstance(body, BatchPredictRequest)
-        txs = body.transactions if isinstance(body, BatchPredictRequest) else [body.inputs]
-        if len(txs) > sidecar.settings.serve.max_queue:
-            limit = sidecar.settings.serve.max_queue
-            return refused(ProtocolError(f"at most {limit} transactions (serve.max_queue)", 400))
-        try:
-            scored = await score(txs)
-            explanations: Sequence[dict[str, Any] | None] = [None] * len(scored)
-            if body.parameters.return_explanations:
-                explanations = await explainer.explain(scored)
-        except ProtocolError as exc:
-            return refused(exc)
-        results = [
-            answer(body.request_id, name, s, body.parameters, start, e)
-            for s, e in zip(scored, explanations, strict=True)
-        ]
-        sidecar.metrics.requests.labels(API, "200").inc()
-        sidecar.metrics.latency.labels(API).observe(time.monotonic() - start)
-        return {"request_id": body.request_id, "results": results} if batch else results[0]
+    async def predict(name: str, request: Request) -> Response:
+        """Score one transaction (``inputs``) or a batch (``transactions``)."""
+        answer = await handler(name, None, await request.body(), request.headers)
+        return answer.response()
+
+    return handler

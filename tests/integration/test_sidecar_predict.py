@@ -108,3 +108,26 @@ def test_explanations_replace_each_feature_by_its_reference(
             row[0, i] = 0.0
             assert one["score_without"] == pytest.approx(float(score(row)[0]), abs=1e-6), name
             assert one["attribution"] == pytest.approx(probability - one["score_without"])
+
+
+def test_answers_hold_to_the_documented_response_model(settings: Settings) -> None:
+    # The route encodes dicts with orjson (no response model per request): the documented
+    # shapes are held here, for one transaction, a batch, features and explanations.
+    from pydantic import TypeAdapter
+
+    from stream_infer.sidecar.schemas import PredictAnswer
+
+    answers: TypeAdapter[object] = TypeAdapter(PredictAnswer)
+    txs = make_transactions(3, customers=2)
+    everything = {"return_features": True, "return_explanations": True}
+    with serving(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for body in (
+            predict_body(txs[0]),
+            predict_body(txs[1], **everything),
+            {"request_id": "b", "transactions": txs, "parameters": everything},
+        ):
+            reply = client.post(PREDICT, json=body)
+            assert reply.status_code == 200, reply.text
+            assert reply.headers["content-type"] == "application/json"
+            answers.validate_python(reply.json())
+            assert "features" in reply.text or not body["parameters"]

@@ -168,9 +168,7 @@ def test_model_configuration_statistics_and_metadata_extensions(
         assert config["input"][0] | {"data_type": "TYPE_FP32", "dims": [N]} == config["input"][0]
         assert config["output"][0]["data_type"] == "TYPE_FP32"
         assert config["output"][0]["dims"] == [2]
-        assert config["dynamic_batching"]["max_queue_delay_microseconds"] == round(
-            settings.batch.max_wait_ms * 1000
-        )
+        assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 0  # never held
         assert config["parameters"]["feature_names"]["string_value"].split(",") == list(
             FEATURE_NAMES
         )
