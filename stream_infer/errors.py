@@ -64,3 +64,11 @@ class ModelError(FatalError):
 
 class StateWriteError(FatalError):
     """Feature state could not be made durable; the batch is not acknowledged."""
+
+
+class QueueFullError(StreamInferError):
+    """The sidecar's scoring queue is at its bound; the caller gets 503 and retries later."""
+
+
+class BatchTimeoutError(StreamInferError):
+    """A sidecar request was not scored within its timeout (503)."""

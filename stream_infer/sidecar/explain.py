@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from stream_infer.batching.dynamic import BatchTimeoutError, QueueFullError
-from stream_infer.errors import StreamInferError
+from stream_infer.errors import BatchTimeoutError, QueueFullError, StreamInferError
 from stream_infer.features.definitions import FEATURE_NAMES, N_FEATURES
 from stream_infer.sidecar.protocol import ProtocolError
 from stream_infer.sidecar.scoring import Scored, TensorRequest

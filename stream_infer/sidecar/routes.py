@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
-from stream_infer.batching.dynamic import BatchTimeoutError, QueueFullError
-from stream_infer.errors import RetryableError
+from stream_infer.errors import BatchTimeoutError, QueueFullError, RetryableError
 from stream_infer.events import Transaction
 from stream_infer.sidecar.explain import Explainer
 from stream_infer.sidecar.hot import Answer

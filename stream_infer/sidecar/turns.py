@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from stream_infer.batching.dynamic import BatchTimeoutError, QueueFullError
+from stream_infer.errors import BatchTimeoutError, QueueFullError
 
 #: The longest a batch may hold the loop: above it, the next batches are scored in a thread.
 #: A batch of 64 transactions takes well under a millisecond; a store outage or a slow model

@@ -14,8 +14,8 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_infer.batching.dynamic import BatchTimeoutError, QueueFullError
 from stream_infer.config import load_settings
+from stream_infer.errors import BatchTimeoutError, QueueFullError
 from stream_infer.events import Transaction
 from stream_infer.features.definitions import FEATURE_NAMES
 from stream_infer.model.serving import Served, ServingModels

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_infer.batching.dynamic import BatchTimeoutError, QueueFullError
 from stream_infer.config import Settings, load_settings
+from stream_infer.errors import BatchTimeoutError, QueueFullError
 from stream_infer.events import Transaction
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.pipeline import ScoringPipeline
