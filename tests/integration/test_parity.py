@@ -72,10 +72,10 @@ def _emitted(messages: list) -> dict[str, dict[str, float]]:
     return out
 
 
-def _run_replay(settings: Settings, data: pd.DataFrame) -> None:
+def _run_replay(settings: Settings, data: pd.DataFrame, rate: float | None = None) -> None:
     result = replay(
         Dataset.from_frame(data),
-        ReplayOptions(settings.topics.transactions, settings.topics.labels),
+        ReplayOptions(settings.topics.transactions, settings.topics.labels, rate=rate),
         settings.kafka.client_config(),
         progress=False,
     )

@@ -58,7 +58,9 @@ def test_redis_outage_mid_replay_is_survived_with_parity(
     setup_topics(settings)
     labels = WorkerProcess(settings, tmp_path / "labels.log", command="labels")
     worker = WorkerProcess(settings, tmp_path / "worker.log")
-    sender = threading.Thread(target=_run_replay, args=(settings, dataset), daemon=True)
+    # Paced (~14 s for 6,914 events) so the stream still runs when the pause starts, on a
+    # machine of any speed: unpaced, a fast worker can finish before the store is paused.
+    sender = threading.Thread(target=_run_replay, args=(settings, dataset, 500.0), daemon=True)
     try:
         worker.wait_for("assigned [")
         sender.start()
