@@ -7,9 +7,11 @@ sidecar are adapters around it: they hand it records and ship what it returns.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from itertools import chain, repeat, starmap
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,16 +23,16 @@ from stream_infer.dead_letters import (
     build_dead_letter,
     check_limits,
 )
-from stream_infer.errors import DeadLetterError, ModelError, RetryableError
+from stream_infer.errors import ModelError, RetryableError
 from stream_infer.events import Transaction, encode_score
-from stream_infer.features.definitions import FEATURE_NAMES
-from stream_infer.features.online import FeatureComputer, TxInput
+from stream_infer.features.columns import TxColumns, TxInput
+from stream_infer.features.online import FeatureComputer
 from stream_infer.model.routed import ErrorHook, RoutedScores
 from stream_infer.model.routed import score as routed_score
 from stream_infer.model.serving import ServingModels
 from stream_infer.model.session import LoadedModel
-from stream_infer.records import Headers, OutRecord
-from stream_infer.wire import WireTransaction, decode, epoch_seconds
+from stream_infer.records import FeatureValues, Headers, OutRecord, ScoreRecord, encode_lines
+from stream_infer.wire import decode_batch, epoch_seconds
 
 # OutRecord and Headers live in stream_infer.records; re-exported for existing importers.
 __all__ = [
@@ -72,10 +74,11 @@ class BatchResult:
     dead_letters: list[tuple[OutRecord, str]] = field(default_factory=list)
     features_s: float = 0.0
     inference_s: float = 0.0
+    #: Row-aligned with ``scores``: seconds from each input's Kafka timestamp to scoring.
     latencies_s: list[float] = field(default_factory=list)
     flags: list[tuple[str, ...]] = field(default_factory=list)
     #: New customer-history entries to make durable before the batch is acknowledged.
-    state_writes: dict[str, list[Any]] = field(default_factory=dict)
+    state_writes: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     #: Row-aligned with ``scores``: who, when (epoch s) and the feature matrix (for sinks).
     customer_ids: list[str] = field(default_factory=list)
     epoch_seconds: list[int] = field(default_factory=list)
@@ -149,17 +152,23 @@ class ScoringPipeline:
         self.serving = ServingModels.of(model)
 
     def score_inputs(self, inputs: Sequence[TxInput]) -> BatchScores:
+        """:meth:`score_columns` for ``TxInput`` rows (the sidecar's entry point).
+
+        Raises:
+            RetryableError: the feature state store failed.
+        """
+        return self.score_columns(TxColumns.of(inputs))
+
+    def score_columns(self, cols: TxColumns) -> BatchScores:
         """Features and model for a batch: the one scoring path (stream and sidecar).
 
         Raises:
             RetryableError: the feature state store failed.
         """
         t0 = time.perf_counter()
-        matrix, flags = self.features.compute(inputs)
+        matrix, flags = self.features.compute_columns(cols)
         t1 = time.perf_counter()
-        routed = routed_score(
-            self.serving, matrix, [tx.customer_id for tx in inputs], self.on_model_error
-        )
+        routed = routed_score(self.serving, matrix, cols.customer_ids, self.on_model_error)
         t2 = time.perf_counter()
         scores = routed.scores
         return BatchScores(
@@ -194,113 +203,128 @@ class ScoringPipeline:
     def process(self, records: Sequence[RecordLike]) -> BatchResult:
         """Decode, featurize, score and encode a batch; bad records become dead letters.
 
-        Never raises for bad input: each undecodable or invalid record is returned as a dead
-        letter with its reason.
+        Columnar all the way: the batch is decoded into columns, its features are computed at
+        once, the model is called once per serving version, and the score records are encoded
+        in one call. Never raises for bad input: each undecodable or invalid record is returned
+        as a dead letter with its reason.
 
         Raises:
             RetryableError: the feature state store failed (the batch is not acknowledged).
         """
         result = BatchResult()
-        txs: list[WireTransaction] = []
-        kept: list[RecordLike] = []
-        inputs: list[TxInput] = []
-        for rec in records:
-            try:
-                tx = decode(rec.value())
-            except DeadLetterError as exc:
-                result.dead_letters.append((self._dead_letter(rec, exc.reason), exc.reason))
-                continue
-            txs.append(tx)
-            kept.append(rec)
-            inputs.append(
-                TxInput(
-                    str(tx.transaction_id),
-                    str(tx.customer_id),
-                    str(tx.terminal_id),
-                    epoch_seconds(tx.tx_datetime),
-                    tx.tx_amount,
-                    rec.partition() or 0,
-                    rec.offset() or 0,
-                )
-            )
-        if not txs:
+        decoded = decode_batch([rec.value() for rec in records])
+        for i, reason in decoded.refused:
+            result.dead_letters.append((self._dead_letter(records[i], reason), reason))
+        if not decoded.kept:
             return result
+        kept = [records[i] for i in decoded.kept] if decoded.refused else list(records)
+        parts = [rec.partition() for rec in kept]
+        offsets = [rec.offset() for rec in kept]
+        cols = TxColumns(
+            decoded.transaction_ids,
+            decoded.customer_ids,
+            decoded.terminal_ids,
+            np.array(decoded.epoch_seconds, dtype=np.int64),
+            np.array(decoded.amounts, dtype=np.float64),
+            np.array(parts if None not in parts else [p or 0 for p in parts], dtype=np.int64),
+            np.array(offsets if None not in offsets else [o or 0 for o in offsets], np.int64),
+        )
+        times = decoded.times
         try:
-            out = self.score_inputs(inputs)
+            out = self.score_columns(cols)
         except (RetryableError, ModelError):
             raise
         except Exception:
             # A feature bug on one event must not stop the stream: find it, dead-letter it.
-            kept, txs, inputs = self._isolate(kept, txs, inputs, result)
-            if not txs:
+            ok = self._isolate(kept, cols, result)
+            if not ok:
                 return result
-            out = self.score_inputs(inputs)
+            kept, cols, times = [kept[i] for i in ok], cols.take(ok), [times[i] for i in ok]
+            out = self.score_columns(cols)
         result.features_s, result.inference_s = out.features_s, out.inference_s
         now = time.time()
-        scored_at = datetime.fromtimestamp(now, tz=UTC)
-        routed = out.routed
-        serving = routed.serving
-        name = serving.champion.model.name
-        champion = (serving.champion.version, serving.champion.semver, "champion")
-        on_challenger = routed.challenger.tolist() if routed.challenger is not None else None
-        challenger = (
-            (serving.challenger.version, serving.challenger.semver, "challenger")
-            if serving.challenger is not None
-            else champion
-        )
-        emit = self.emit_features
-        scores = out.scores.tolist()
-        frauds = out.is_fraud.tolist()
-        append_score = result.scores.append
-        append_latency = result.latencies_s.append
-        for i, rec in enumerate(kept):
-            ts_type, ts_ms = rec.timestamp()
-            latency_s = now - ts_ms / 1000.0 if ts_type and ts_ms > 0 else 0.0
-            tx, inp = txs[i], inputs[i]
-            version, semver, role = (
-                challenger if on_challenger is not None and on_challenger[i] else champion
-            )
-            payload: dict[str, Any] = {
-                "transaction_id": inp.transaction_id,
-                "customer_id": inp.customer_id,
-                "score": scores[i],
-                "is_fraud": frauds[i],
-                "model_name": name,
-                "model_version": version,
-                "model_semver": semver,
-                "model_role": role,
-                "event_time": tx.tx_datetime,  # naive = UTC: orjson adds +00:00
-                "scored_at": scored_at,
-                "latency_ms": latency_s * 1000.0,
-            }
-            if out.flags[i]:
-                payload["flags"] = list(out.flags[i])
-            if emit:
-                payload["features"] = dict(
-                    zip(FEATURE_NAMES, out.features[i].tolist(), strict=True)
-                )
-            append_score(
-                OutRecord(encode_score(payload), rec.key(), rec.partition(), rec.headers())
-            )
-            append_latency(latency_s)
+        latencies = _latencies(kept, now)
+        result.scores = self._score_records(kept, cols, times, out, latencies, now)
+        result.latencies_s = latencies.tolist()
         result.sources = kept
-        if routed.shadow is not None and serving.shadow is not None:
-            result.shadow = self._shadow_records(kept, inputs, txs, routed, scores, scored_at)
+        routed = out.routed
+        if routed.shadow is not None and routed.serving.shadow is not None:
+            scored_at = datetime.fromtimestamp(now, tz=UTC)
+            result.shadow = self._shadow_records(kept, cols, times, routed, scored_at)
         result.routed = routed
         result.flags = out.flags
         result.state_writes = self.features.state.take_pending()
-        result.customer_ids = [inp.customer_id for inp in inputs]
-        result.epoch_seconds = [inp.epoch_seconds for inp in inputs]
+        result.customer_ids = cols.customer_ids
+        result.epoch_seconds = (
+            decoded.epoch_seconds
+            if len(cols) == len(decoded.kept)
+            else (cols.epoch_seconds.tolist())
+        )
         result.features = out.features
         return result
+
+    def _score_records(
+        self,
+        kept: Sequence[RecordLike],
+        cols: TxColumns,
+        times: Sequence[datetime],
+        out: BatchScores,
+        latencies: npt.NDArray[np.float64],
+        now: float,
+    ) -> list[OutRecord]:
+        """The batch's score records, encoded in one call."""
+        routed = out.routed
+        serving = routed.serving
+        name = serving.champion.model.name
+        scored_at = datetime.fromtimestamp(now, tz=UTC)
+        champion = (serving.champion.version, serving.champion.semver, "champion")
+        n = len(kept)
+        versions: Any = repeat(champion[0], n)
+        semvers: Any = repeat(champion[1], n)
+        roles: Any = repeat(champion[2], n)
+        if routed.challenger is not None and serving.challenger is not None:
+            challenger = (serving.challenger.version, serving.challenger.semver, "challenger")
+            served = [challenger if c else champion for c in routed.challenger.tolist()]
+            versions, semvers, roles = ([v[j] for v in served] for j in range(3))
+        features: Any = repeat(None, n)
+        if self.emit_features:
+            features = starmap(FeatureValues, out.features.tolist())
+        flags: Any = (
+            repeat(None, n) if not any(out.flags) else [list(f) if f else None for f in out.flags]
+        )
+        structs = list(
+            map(
+                ScoreRecord,
+                cols.transaction_ids,
+                cols.customer_ids,
+                out.scores.tolist(),
+                out.is_fraud.tolist(),
+                repeat(name, n),
+                versions,
+                semvers,
+                roles,
+                times,
+                repeat(scored_at, n),
+                (latencies * 1000.0).tolist(),
+                flags,
+                features,
+            )
+        )
+        rows = zip(
+            encode_lines(structs),
+            [rec.key() for rec in kept],
+            [rec.partition() for rec in kept],
+            [rec.headers() for rec in kept],
+            strict=True,
+        )
+        return list(map(_new_record, rows))
 
     @staticmethod
     def _shadow_records(
         kept: Sequence[RecordLike],
-        inputs: Sequence[TxInput],
-        txs: Sequence[WireTransaction],
+        cols: TxColumns,
+        times: Sequence[datetime],
         routed: RoutedScores,
-        served: list[float],
         scored_at: datetime,
     ) -> list[OutRecord]:
         """The shadow's score of each event, keyed and partitioned like its served score,
@@ -315,11 +339,12 @@ class ScoringPipeline:
             else serving.champion.version
             for i in range(len(kept))
         ]
+        served = routed.scores.tolist()
         out = []
         for i, (rec, score) in enumerate(zip(kept, routed.shadow.tolist(), strict=True)):
             payload = {
-                "transaction_id": inputs[i].transaction_id,
-                "customer_id": inputs[i].customer_id,
+                "transaction_id": cols.transaction_ids[i],
+                "customer_id": cols.customer_ids[i],
                 "model_name": shadow.model.name,
                 "model_version": shadow.version,
                 "model_semver": shadow.semver,
@@ -327,37 +352,32 @@ class ScoringPipeline:
                 "score": score,
                 "champion_version": served_by[i],
                 "champion_score": served[i],
-                "event_time": txs[i].tx_datetime,
+                "event_time": times[i],
                 "scored_at": scored_at,
             }
             out.append(OutRecord(encode_score(payload), rec.key(), rec.partition(), None))
         return out
 
     def _isolate(
-        self,
-        kept: list[RecordLike],
-        txs: list[WireTransaction],
-        inputs: list[TxInput],
-        result: BatchResult,
-    ) -> tuple[list[RecordLike], list[WireTransaction], list[TxInput]]:
+        self, kept: Sequence[RecordLike], cols: TxColumns, result: BatchResult
+    ) -> list[int]:
         """Score events one at a time to find those whose features raise; dead-letter them.
+        Returns the rows that passed.
 
         Features are a pure function of the stored history (idempotent by transaction), so
         computing an event again gives the same values.
         """
-        ok: tuple[list[RecordLike], list[WireTransaction], list[TxInput]] = ([], [], [])
-        for rec, tx, inp in zip(kept, txs, inputs, strict=True):
+        ok: list[int] = []
+        for i, rec in enumerate(kept):
             try:
-                self.features.compute([inp])
+                self.features.compute_columns(cols.take([i]))
             except RetryableError:
                 raise
             except Exception as exc:
                 reason = f"feature computation failed: {type(exc).__name__}: {exc}"
                 result.dead_letters.append((self._dead_letter(rec, reason), reason))
                 continue
-            ok[0].append(rec)
-            ok[1].append(tx)
-            ok[2].append(inp)
+            ok.append(i)
         return ok
 
     def dead_letter_for(self, rec: RecordLike, reason: str) -> OutRecord:
@@ -375,3 +395,15 @@ class ScoringPipeline:
             max_bytes=self.dead_letter_max_bytes,
             prefix_bytes=self.dead_letter_prefix_bytes,
         )
+
+
+#: ``OutRecord(*row)`` without the named tuple's Python-level ``__new__`` (one per event).
+_new_record = partial(tuple.__new__, OutRecord)
+
+
+def _latencies(records: Sequence[RecordLike], now: float) -> npt.NDArray[np.float64]:
+    """Seconds from each record's Kafka timestamp to ``now`` (0 where it has none)."""
+    pairs = chain.from_iterable([rec.timestamp() for rec in records])
+    stamps = np.fromiter(pairs, dtype=np.int64, count=2 * len(records)).reshape(-1, 2)
+    valid = (stamps[:, 0] != 0) & (stamps[:, 1] > 0)
+    return np.where(valid, now - stamps[:, 1] / 1000.0, 0.0)

@@ -1,4 +1,5 @@
-"""What the pipeline hands a transport to produce, and how large Kafka counts it.
+"""What the pipeline hands a transport to produce, how large Kafka counts it, and the score
+records' bulk encoder.
 
 Transport-free: the Kafka worker ships these, the sidecar never sees them. The size here is what
 librdkafka compares with ``message.max.bytes`` less its own fixed framing of a record
@@ -7,14 +8,22 @@ librdkafka compares with ``message.max.bytes`` less its own fixed framing of a r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import msgspec
+
+from stream_infer.features.definitions import FEATURE_NAMES
 
 Headers = list[tuple[str, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
-class OutRecord:
-    """A record to produce: scores keep the input's partition (co-partitioning)."""
+class OutRecord(NamedTuple):
+    """A record to produce: scores keep the input's partition (co-partitioning).
+
+    A named tuple, not a dataclass: one is built per event on the hot path.
+    """
 
     value: bytes
     key: bytes | None
@@ -32,3 +41,35 @@ def record_size(value: bytes | None, key: bytes | None, headers: Headers | None)
     for name, data in headers or ():
         size += len(name.encode("utf-8", "surrogatepass")) + len(data or b"")
     return size
+
+
+class ScoreRecord(msgspec.Struct, omit_defaults=True, gc=False):
+    """A ``scores`` record as written (:class:`stream_infer.events.Score` reads it)."""
+
+    transaction_id: str
+    customer_id: str
+    score: float
+    is_fraud: bool
+    model_name: str
+    model_version: int
+    model_semver: str
+    model_role: str
+    event_time: datetime
+    scored_at: datetime
+    latency_ms: float
+    flags: list[str] | None = None
+    features: Any = None
+
+
+#: The feature names, in order, as one JSON object per row (names from the definitions).
+FeatureValues: Any = msgspec.defstruct(
+    "FeatureValues", [(name, float) for name in FEATURE_NAMES], gc=False
+)
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode_lines(records: Sequence[msgspec.Struct]) -> list[bytes]:
+    """Each record's JSON, encoded in one call (JSON has no raw newline to split on wrongly)."""
+    if not records:
+        return []
+    return _ENCODER.encode_lines(records).split(b"\n")[:-1]

@@ -19,8 +19,9 @@ there, so within the last half microsecond of a second the two disagree on the w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 import msgspec
 
@@ -42,6 +43,9 @@ class WireTransaction(msgspec.Struct, frozen=True, gc=False):
 
 
 _DECODER = msgspec.json.Decoder(WireTransaction)
+_OUT_OF_RANGE: Final = (
+    "invalid transaction: tx_datetime: date-time out of range (1970-01-01 to 2999-12-31 UTC)"
+)
 
 
 def decode(raw: bytes | None) -> WireTransaction:
@@ -73,10 +77,7 @@ def decode(raw: bytes | None) -> WireTransaction:
         # recursion limit, and unwinds cleanly when it is hit.
         raise DeadLetterError("not valid JSON: nested too deeply to decode") from exc
     if not MIN_EPOCH_S <= epoch_seconds(tx.tx_datetime) < MAX_EPOCH_S:
-        raise DeadLetterError(
-            "invalid transaction: tx_datetime: date-time out of range "
-            "(1970-01-01 to 2999-12-31 UTC)"
-        )
+        raise DeadLetterError(_OUT_OF_RANGE)
     return tx
 
 
@@ -91,3 +92,58 @@ def epoch_seconds(value: datetime) -> int:
     """Whole UTC seconds since the epoch (floor), the features' resolution."""
     ts = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
     return int(ts // 1)
+
+
+class DecodedBatch(msgspec.Struct, gc=False):
+    """What :func:`decode_batch` kept, as columns (ids as strings, times aware UTC-or-offset)."""
+
+    kept: list[int]
+    transaction_ids: list[str]
+    customer_ids: list[str]
+    terminal_ids: list[str]
+    times: list[datetime]
+    epoch_seconds: list[int]
+    amounts: list[float]
+    #: (index into the input, reason) of every value refused.
+    refused: list[tuple[int, str]]
+
+
+def decode_batch(values: Sequence[bytes | None]) -> DecodedBatch:
+    """:func:`decode` over a batch, straight into columns; never raises for bad input (each
+    bad value is in ``refused`` with the reason :func:`decode` gives)."""
+    out = DecodedBatch([], [], [], [], [], [], [], [])
+    txs: list[WireTransaction] = []
+    fast = _DECODER.decode
+    kept = out.kept
+    for i, raw in enumerate(values):
+        try:
+            tx = fast(raw or b"")  # an empty value fails here too: decode() says why
+        except (msgspec.MsgspecError, RecursionError):
+            try:
+                decode(raw)
+            except DeadLetterError as exc:
+                out.refused.append((i, exc.reason))
+            else:  # cannot happen: both decoders refuse the same values
+                out.refused.append((i, "invalid transaction"))
+            continue
+        kept.append(i)
+        txs.append(tx)
+    times = [tx.tx_datetime for tx in txs]
+    if any(dt.tzinfo is None for dt in times):  # naive = UTC by contract
+        times = [dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC) for dt in times]
+    seconds = [int(dt.timestamp() // 1) for dt in times]
+    if seconds and not (min(seconds) >= MIN_EPOCH_S and max(seconds) < MAX_EPOCH_S):
+        ok = [j for j, sec in enumerate(seconds) if MIN_EPOCH_S <= sec < MAX_EPOCH_S]
+        out.refused += [(kept[j], _OUT_OF_RANGE) for j in set(range(len(kept))) - set(ok)]
+        out.refused.sort()
+        kept[:] = [kept[j] for j in ok]
+        txs = [txs[j] for j in ok]
+        times = [times[j] for j in ok]
+        seconds = [seconds[j] for j in ok]
+    out.times = times
+    out.epoch_seconds = seconds
+    out.transaction_ids = [str(tx.transaction_id) for tx in txs]
+    out.customer_ids = [str(tx.customer_id) for tx in txs]
+    out.terminal_ids = [str(tx.terminal_id) for tx in txs]
+    out.amounts = [tx.tx_amount for tx in txs]
+    return out

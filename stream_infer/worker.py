@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -233,7 +233,7 @@ class ScoringWorker:
             if time.monotonic() >= deadline:
                 return
 
-    def _save(self, writes: dict[str, list[Any]]) -> None:
+    def _save(self, writes: Mapping[str, Sequence[Any]]) -> None:
         self.store.write(lambda: self.pipeline.features.state.save(writes))
 
     def _wait_for_store(self) -> None:

@@ -19,6 +19,9 @@ from collections.abc import Mapping, Sequence
 from itertools import accumulate
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
+
 SECONDS_PER_DAY: Final = 86_400
 WINDOWS_DAYS: Final = (1, 7, 30)
 LABEL_DELAY_DAYS: Final = 7
@@ -50,6 +53,17 @@ def request_features(epoch_seconds: int, amount: float) -> tuple[float, float, f
     weekday = (epoch_seconds // SECONDS_PER_DAY + 3) % 7
     hour = (epoch_seconds % SECONDS_PER_DAY) // 3600
     return (amount, 1.0 if weekday >= 5 else 0.0, 1.0 if hour <= 6 else 0.0)
+
+
+def request_matrix(
+    epoch_seconds: npt.NDArray[np.int64], amounts: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """:func:`request_features` of a whole batch: an ``(n, 3)`` float64 matrix."""
+    out = np.empty((len(epoch_seconds), 3), dtype=np.float64)
+    out[:, 0] = amounts
+    out[:, 1] = (epoch_seconds // SECONDS_PER_DAY + 3) % 7 >= 5
+    out[:, 2] = (epoch_seconds % SECONDS_PER_DAY) // 3600 <= 6
+    return out
 
 
 class CustomerHistory:

@@ -9,27 +9,33 @@ Customer histories live in a bounded :class:`~stream_infer.state.customers.Custo
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import itemgetter, not_
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from stream_infer.features.columns import TxColumns, TxInput
 from stream_infer.features.definitions import (
     LABEL_DELAY_DAYS,
     N_FEATURES,
     SECONDS_PER_DAY,
-    request_features,
+    request_matrix,
     terminal_features,
 )
-from stream_infer.state.base import Entry
-from stream_infer.state.customers import (
-    DROP_DELAY_S,
-    PRUNE_AT,
-    PRUNE_STALE,
-    CustomerState,
-    CustomerStore,
-)
+from stream_infer.state.customers import DROP_DELAY_S, CustomerState, CustomerStore
+
+__all__ = [
+    "FLAG_TERMINAL_MISSING",
+    "FeatureComputer",
+    "InMemoryTerminalRows",
+    "NoTerminalRows",
+    "TerminalRow",
+    "TerminalRows",
+    "TxColumns",
+    "TxInput",
+]
 
 FLAG_TERMINAL_MISSING = "terminal_features_unavailable"
 
@@ -87,21 +93,6 @@ class InMemoryTerminalRows:
         }
 
 
-# Not frozen: a frozen dataclass's __init__ goes through object.__setattr__ per field, which
-# costs ~0.2 µs an event on the hot path. Treat instances as immutable all the same.
-@dataclass(slots=True)
-class TxInput:
-    """The fields features need from one transaction, plus its stream position."""
-
-    transaction_id: str
-    customer_id: str
-    terminal_id: str
-    epoch_seconds: int
-    amount: float
-    partition: int
-    offset: int
-
-
 class FeatureComputer:
     """Fills the (n, 15) input matrix for a batch and updates customer state.
 
@@ -118,6 +109,7 @@ class FeatureComputer:
         prune_margin_days: history kept past the 30-day window, for late events.
         drop_delay_s: how long the store keeps an entry after it went out of reach (see
             :mod:`stream_infer.state.customers`).
+        max_terminal_rows: published terminal rows kept in memory between batches.
     """
 
     def __init__(
@@ -131,6 +123,7 @@ class FeatureComputer:
         customer_cache_size: int = 200_000,
         prune_margin_days: int = 1,
         drop_delay_s: float = DROP_DELAY_S,
+        max_terminal_rows: int = 200_000,
     ) -> None:
         self.write_behind = write_behind
         self.state = CustomerState(
@@ -146,6 +139,13 @@ class FeatureComputer:
         self._start_loaded = False
         self.terminal_rows: TerminalRows = terminal_rows or NoTerminalRows()
         self.persist = persist
+        self.state_cache = cache
+        # Published terminal rows (final once published): day -> terminal -> row of ``_rows``
+        # (row 0 is the zero row of an unpublished day).
+        self._row_index: dict[int, dict[str, int]] = {}
+        self._n_rows = 0
+        self._rows = np.zeros((1024, 6), dtype=np.float64)
+        self._max_rows = max_terminal_rows
 
     def stream_start_day(self, batch_first_day: int) -> int | None:
         """The first UTC day this stream has data for (persisted with the state).
@@ -167,13 +167,19 @@ class FeatureComputer:
     def compute(
         self, txs: Sequence[TxInput]
     ) -> tuple[npt.NDArray[np.float64], list[tuple[str, ...]]]:
-        """The feature matrix (rows in ``txs`` order, float64) and per-row flags.
+        """:meth:`compute_columns` for ``TxInput`` rows."""
+        return self.compute_columns(TxColumns.of(txs))
+
+    def compute_columns(
+        self, cols: TxColumns
+    ) -> tuple[npt.NDArray[np.float64], list[tuple[str, ...]]]:
+        """The feature matrix (rows in ``cols`` order, float64) and per-row flags.
 
         Terminal features use exactly the row of the event's own day; when that row is not
         published the values are zeros and the row is flagged, never silently stale.
 
         Every store read happens before any customer history changes, so when one fails the
-        state is as before the call and calling again with the same ``txs`` gives the same
+        state is as before the call and calling again with the same ``cols`` gives the same
         features. Without ``write_behind`` the batch is saved at the end; if that fails, the
         histories keep the batch's entries and still record them for the next save, and a
         repeated call gives the same features (adding an entry twice changes nothing).
@@ -181,53 +187,76 @@ class FeatureComputer:
         Raises:
             StoreUnavailableError: the state store could not be read or written.
         """
-        rows_out: list[tuple[float, ...]] = []
-        append = rows_out.append
-        flags: list[tuple[str, ...]] = []
-        days = [tx.epoch_seconds // SECONDS_PER_DAY for tx in txs]
-        start_day = self.stream_start_day(min(days)) if days else None
-        rows = self.terminal_rows.rows(
-            {(tx.terminal_id, d) for tx, d in zip(txs, days, strict=True)}, start_day
-        )
-        state = self.state
-        keys = [(tx.partition, tx.customer_id) for tx in txs]
-        by_key = state.checkout(keys)
-        hists = [by_key[key] for key in keys]
-        record = state.record
-        record_stale = state.record_stale
-        keep_s = state.keep_s
-        margin_s = state.margin_s
-        persist = self.persist
+        n = len(cols)
+        out = np.empty((n, N_FEATURES), dtype=np.float64)
+        if n == 0:
+            return out, []
+        days = cols.epoch_seconds // SECONDS_PER_DAY
+        start_day = self.stream_start_day(int(days.min()))
+        found = self._terminal_rows(cols.terminal_ids, days.tolist(), start_day)
+        customer = self.state.windows(cols)
+        out[:, 0:3] = request_matrix(cols.epoch_seconds, cols.amounts)
+        out[:, 3:9] = customer
+        out[:, 9:15] = self._rows[found]
         none: tuple[str, ...] = ()
         missing = (FLAG_TERMINAL_MISSING,)
-        for i, tx in enumerate(txs):
-            hist = hists[i]
-            times = hist.times
-            before = len(times)
-            idx = hist.add(tx.epoch_seconds, tx.offset, tx.amount, tx.transaction_id)
-            if persist and len(times) != before:
-                record(
-                    tx.customer_id,
-                    Entry(tx.transaction_id, tx.epoch_seconds, tx.offset, tx.amount),
-                )
-                # The oldest entry out of reach: drop from the store what no window reaches.
-                if before and times[0] <= times[-1] - keep_s:
-                    stale = record_stale(tx.customer_id, hist, idx, before)
-                    if stale >= PRUNE_STALE or before > PRUNE_AT:
-                        hist.prune(times[-1] - margin_s)
-                        idx = hist.add(tx.epoch_seconds, tx.offset, tx.amount, tx.transaction_id)
-            term = rows.get((tx.terminal_id, days[i]))
-            append(
-                request_features(tx.epoch_seconds, tx.amount)
-                + hist.features_at(idx)
-                + (term or ZERO_ROW)
-            )
-            flags.append(none if term is not None else missing)
-        out = (
-            np.array(rows_out, dtype=np.float64)
-            if rows_out
-            else np.empty((0, N_FEATURES), dtype=np.float64)
-        )
-        if persist and not self.write_behind:
-            state.flush()
+        flags = [none] * n if found.all() else [missing if i == 0 else none for i in found.tolist()]
+        if self.persist and not self.write_behind:
+            self.state.flush()
         return out, flags
+
+    def _forget_rows(self) -> None:
+        self._row_index = {}
+        self._n_rows = 0
+
+    def _add_rows(self, got: Mapping[tuple[str, int], TerminalRow]) -> None:
+        base = self._n_rows + 1
+        need = base + len(got)
+        if need > len(self._rows):
+            grown = np.zeros((max(need, 2 * len(self._rows)), 6), dtype=np.float64)
+            grown[:base] = self._rows[:base]
+            self._rows = grown
+        self._rows[base:need] = np.array(list(got.values()), dtype=np.float64).reshape(-1, 6)
+        index = self._row_index
+        days = {day for _, day in got}
+        if len(days) == 1:  # usual: one day, one dict update in C
+            index.setdefault(days.pop(), {}).update(
+                zip(map(itemgetter(0), got), range(base, need), strict=True)
+            )
+        else:
+            for (terminal, day), row in zip(got, range(base, need), strict=True):
+                index.setdefault(day, {})[terminal] = row
+        self._n_rows += len(got)
+
+    def _lookup(self, terminals: list[str], days: list[int], one_day: bool) -> list[int]:
+        """Each event's row in ``self._rows``, 0 where none is kept."""
+        index = self._row_index
+        if one_day:
+            return list(map(index.get(days[0], {}).get, terminals, repeat(0)))
+        return [index.get(d, {}).get(t, 0) for t, d in zip(terminals, days, strict=True)]
+
+    def _terminal_rows(
+        self, terminals: list[str], days: list[int], start_day: int | None
+    ) -> npt.NDArray[np.int64]:
+        """Per event: the index of its terminal row in ``self._rows`` (0: not published, a
+        zero row). Published rows are final, so they are kept (bounded) between batches."""
+        n = len(terminals)
+        if isinstance(self.terminal_rows, NoTerminalRows):
+            return np.zeros(n, dtype=np.int64)
+        if not self.state_cache:
+            self._forget_rows()
+        one_day = min(days) == max(days)  # usual: then one dict serves the whole batch
+        found = self._lookup(terminals, days, one_day)
+        if 0 in found:
+            unknown = map(not_, found)
+            if one_day:
+                want = set(zip(compress(terminals, unknown), repeat(days[0])))
+            else:
+                want = set(compress(zip(terminals, days, strict=True), unknown))
+            got = self.terminal_rows.rows(want, start_day)
+            if self._n_rows + len(got) > self._max_rows:
+                self._forget_rows()
+            if got:
+                self._add_rows(got)
+                found = self._lookup(terminals, days, one_day)
+        return np.array(found, dtype=np.int64)

@@ -199,9 +199,7 @@ def test_promote_refuse_and_rollback_without_a_restart(
         promoted = _cli(settings, "promote", "fraud", "2", "--reason", "better AP")
         assert promoted.returncode == 0, promoted.stderr
         promoted_at = time.time()
-        _wait_scores(
-            settings, lambda r: any(_at(s) > promoted_at + 3.5 for s in r), timeout_s=120
-        )
+        _wait_scores(settings, lambda r: any(_at(s) > promoted_at + 3.5 for s in r), timeout_s=120)
         # A version whose artifact was tampered with is refused; v2 keeps serving.
         (registry / "fraud" / "3" / "model.onnx").write_bytes(b"not an onnx model")
         refused = _cli(settings, "promote", "fraud", "3")
@@ -210,9 +208,7 @@ def test_promote_refuse_and_rollback_without_a_restart(
         rolled = _cli(settings, "rollback", "fraud", "--reason", "drill")
         assert rolled.returncode == 0, rolled.stderr
         rolled_at = time.time()
-        _wait_scores(
-            settings, lambda r: any(_at(s) > rolled_at + 3.5 for s in r), timeout_s=120
-        )
+        _wait_scores(settings, lambda r: any(_at(s) > rolled_at + 3.5 for s in r), timeout_s=120)
         sent = sender.finish()
         scores = _scores(settings, len(sent))
         assert worker.proc.poll() is None
