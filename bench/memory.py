@@ -34,6 +34,26 @@ def vm_hwm_mb(pid: int | str = "self") -> float:
     return 0.0
 
 
+def process_tree(root: psutil.Process) -> list[psutil.Process]:
+    """``root`` and its descendants now (empty when ``root`` exited)."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def tree_cpu_s(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs`` so far; processes that exited count 0."""
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
 class TreeSampler:
     """Samples the RSS of ``pid`` and its descendants in a background thread until
     :meth:`stop`; processes that exit between samples are skipped, never an error."""
@@ -47,10 +67,7 @@ class TreeSampler:
         self._thread.start()
 
     def _tree(self) -> list[psutil.Process]:
-        try:
-            return [self._root, *self._root.children(recursive=True)]
-        except psutil.Error:  # the root exited
-            return []
+        return process_tree(self._root)
 
     def _run(self) -> None:
         while not self._done.is_set():
@@ -75,14 +92,7 @@ class TreeSampler:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the live tree so far."""
-        total = 0.0
-        for proc in self._tree():
-            try:
-                t = proc.cpu_times()
-            except psutil.Error:
-                continue
-            total += t.user + t.system
-        return total
+        return tree_cpu_s(self._tree())
 
     def stop(self) -> float:
         """Stop sampling; returns the peak summed RSS in MB."""

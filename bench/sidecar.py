@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import psutil  # type: ignore[import-untyped,unused-ignore]  # stubs: types-psutil
 
+from bench.memory import process_tree, tree_cpu_s
 from bench.results_io import write_results
 from bench.sidecar_grpc import run_grpc
 from bench.sidecar_load import ROW, require_wrk, run_wrk, static_script, v1_script, v2_body
@@ -124,18 +125,9 @@ def _unavailable(server: str, api: str, why: str) -> list[dict[str, Any]]:
 def _cpu_s(pid: int) -> float:
     """CPU seconds (user + system) used so far by ``pid`` and its descendants."""
     try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return tree_cpu_s(process_tree(psutil.Process(pid)))
     except psutil.NoSuchProcess:
         return 0.0
-    total = 0.0
-    for proc in procs:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
 
 
 def _costed(measure: Measure, pid: int, seconds: int) -> Measure:
