@@ -13,7 +13,7 @@ worker decides what a failure means on its own thread (:meth:`Ledger.take_failur
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -28,25 +28,46 @@ class Batch:
     ``offsets`` maps (topic, partition) to the next offset to consume (last + 1).
     """
 
-    __slots__ = ("error", "failures", "ledger", "offsets", "pending", "state")
+    __slots__ = ("error", "failures", "ledger", "offsets", "pending", "sent", "state")
 
     def __init__(self, ledger: Ledger, offsets: Offsets) -> None:
         self.ledger = ledger
         self.offsets = offsets
         self.pending = 0
-        #: (kafka error, what was produced) for each record Kafka refused; handled by the worker.
+        #: (kafka error, the delivered message) for each record Kafka refused; the worker
+        #: finds what it was (:meth:`find`) and decides.
         self.failures: list[tuple[Any, Any]] = []
+        #: What the batch produced, by topic: (topic, records, the input of each or None).
+        self.sent: list[tuple[str, Sequence[Any], Sequence[Any] | None]] = []
         #: Set once the batch can never be acknowledged (the worker must stop).
         self.error: StreamInferError | None = None
         self.state: Future[None] | None = None
 
-    def on_delivery(self, err: Any, produced: Any) -> None:
-        """Record one delivery report; never raises (called from inside ``poll()``)."""
+    def on_delivery(self, err: Any, msg: Any) -> None:
+        """Record one delivery report; never raises (called from inside ``poll()``).
+
+        One bound method serves every record of the batch (a closure per record cost more
+        than the produce call itself); a failed record is identified later, from ``msg``.
+        """
         self.pending -= 1
         if err is not None:
             if not self.failures:
                 self.ledger.failed.append(self)
-            self.failures.append((err, produced))
+            self.failures.append((err, msg))
+
+    def find(self, msg: Any) -> tuple[str, Any, Any] | None:
+        """(topic, record, its input or None) of what this batch produced as ``msg``, by topic
+        and value (a score's value names its transaction); None if nothing matches."""
+        if msg is None:
+            return None
+        topic, value = msg.topic(), msg.value()
+        for sent_topic, records, sources in self.sent:
+            if sent_topic != topic:
+                continue
+            for i, rec in enumerate(records):
+                if rec.value == value:
+                    return topic, rec, None if sources is None else sources[i]
+        return None
 
     def done(self) -> bool:
         """True when nothing it produced is pending or failed and its state write finished."""

@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 __all__ = ["ConsumerLike", "FeatureSink", "ProducerLike", "ScoringWorker", "WorkerStats"]
 
 
-#: (topic, record, the input it came from or None for a dead letter)
-Produced = tuple[str, OutRecord, Any]
+#: (topic, record or None if unknown, the input it came from or None for a dead letter)
+Produced = tuple[str, OutRecord | None, Any]
 
 
 @dataclass
@@ -203,12 +203,11 @@ class ScoringWorker:
         if self.feature_sink is not None and result.features is not None:
             self.feature_sink.offer(result.customer_ids, result.epoch_seconds, result.features)
         topics = self.settings.topics
-        for out, source in zip(result.scores, result.sources, strict=True):
-            self._produce(batch, (topics.scores, out, source))
-        for out, _reason in result.dead_letters:
-            self._produce(batch, (topics.dead_letter, out, None))
-        for out in result.shadow:
-            self._produce(batch, (topics.scores_shadow, out, None))
+        self._produce(batch, topics.scores, result.scores, result.sources)
+        if result.dead_letters:
+            self._produce(batch, topics.dead_letter, [out for out, _ in result.dead_letters])
+        if result.shadow:
+            self._produce(batch, topics.scores_shadow, result.shadow)
         self._record(len(good), result)
 
     def _process_held(self) -> BatchResult | None:
@@ -242,28 +241,48 @@ class ScoringWorker:
         if held and not self._stopping:
             self._handle(held)
 
-    def _produce(self, batch: Batch, produced: Produced) -> None:
+    def _produce(
+        self,
+        batch: Batch,
+        topic: str,
+        records: Sequence[OutRecord],
+        sources: Sequence[Any] | None = None,
+    ) -> None:
+        """Produce ``records`` to ``topic`` for ``batch`` (``sources``: the input of each, to
+        dead-letter it if Kafka refuses its record; None for records with no input).
+
+        Every record shares the batch's one bound delivery callback: the hot path's cost per
+        record is the ``produce`` call itself (docs/ARCHITECTURE.md, "Hot path").
+        """
         from confluent_kafka import KafkaException
 
-        topic, out, _source = produced
-        kwargs: dict[str, Any] = {
-            "on_delivery": lambda err, _msg, p=produced: batch.on_delivery(err, p)
-        }
-        if out.partition is not None:
-            kwargs["partition"] = out.partition
-        if out.headers:
-            kwargs["headers"] = out.headers
-        while True:
-            try:
-                self.producer.produce(topic, out.value, out.key, **kwargs)
-                batch.pending += 1
-                return
-            except BufferError:
-                # Producer queue full: serve delivery reports until there is room.
-                self.producer.poll(0.05)
-            except KafkaException as exc:
-                self._refused(batch, produced, exc.args[0] if exc.args else exc)
-                return
+        if not records:
+            return
+        batch.sent.append((topic, records, sources))
+        produce = self.producer.produce
+        report = batch.on_delivery
+        batch.pending += len(records)
+        for i, out in enumerate(records):
+            part = -1 if out.partition is None else out.partition
+            while True:
+                try:
+                    produce(
+                        topic,
+                        out.value,
+                        out.key,
+                        partition=part,
+                        on_delivery=report,
+                        headers=out.headers or None,
+                    )
+                    break
+                except BufferError:
+                    # Producer queue full: serve delivery reports until there is room.
+                    self.producer.poll(0.05)
+                except KafkaException as exc:
+                    batch.pending -= 1
+                    source = None if sources is None else sources[i]
+                    self._refused(batch, (topic, out, source), exc.args[0] if exc.args else exc)
+                    break
 
     def _refused(self, batch: Batch, produced: Produced, err: Any) -> None:
         """Kafka refused a record: dead-letter it if it is the record's fault, else fail."""
@@ -281,7 +300,7 @@ class ScoringWorker:
         self.stats.dead_lettered += 1
         self.metrics.dead_lettered.labels(dead_letter_reason_kind(reason)).inc()
         letter = self.pipeline.dead_letter_for(source, reason)
-        self._produce(batch, (self.settings.topics.dead_letter, letter, None))
+        self._produce(batch, self.settings.topics.dead_letter, [letter])
 
     def _record(self, consumed: int, result: BatchResult) -> None:
         m = self.metrics
@@ -307,8 +326,10 @@ class ScoringWorker:
         self.producer.poll(0)
         for batch in self.ledger.take_failures():
             failures, batch.failures = batch.failures, []
-            for err, produced in failures:
-                self._refused(batch, produced, err)
+            for err, msg in failures:
+                # Not found (no message to match): nothing to dead-letter, so the batch fails.
+                unknown = (msg.topic() if msg is not None else "?", None, None)
+                self._refused(batch, batch.find(msg) or unknown, err)
         if self.txn is not None:
             if self.txn.due() or len(self.ledger) >= self.settings.worker.max_in_flight_batches:
                 self._commit_transaction()

@@ -165,7 +165,7 @@ class FakeProducer:
             fails = topic == self.fail_topic or (
                 self.fail_values is not None and self.fail_values(topic, value)
             )
-            cb(self.fail_error if fails else None, None)
+            cb(self.fail_error if fails else None, FakeRecord(value, _topic=topic))
 
     def topics(self) -> list[str]:
         return [p[0] for p in self.produced]
