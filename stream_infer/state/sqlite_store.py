@@ -1,7 +1,10 @@
 """Feature state in a local SQLite file: the embedded default when no Redis is configured.
 
-WAL mode lets a sidecar process read while a worker writes. One connection per store, guarded
-by a lock (sqlite3 connections are not shared across threads safely otherwise).
+WAL mode lets a sidecar process read while a worker writes. Each store has two connections,
+each guarded by its own lock (sqlite3 connections are not shared across threads safely
+otherwise): one for writes and one for reads, so the scoring thread's reads (a new customer's
+history, terminal rows) never wait behind the state writer's transaction; a read sees the last
+committed write (docs/ARCHITECTURE.md, "Hot path").
 
 Every method raises :class:`~stream_infer.errors.StoreUnavailableError` when SQLite fails to do
 its I/O (locked or busy past ``busy_timeout_s``, disk I/O error, disk full); a failed write
@@ -47,6 +50,7 @@ class SqliteState:
     def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         with self._io("open"):
             self._db = sqlite3.connect(
                 path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
@@ -59,10 +63,23 @@ class SqliteState:
             self._db.execute("PRAGMA wal_autocheckpoint=20000")
             self._db.execute("PRAGMA cache_size=-65536")
             self._db.executescript(SCHEMA)
+            self._reader = sqlite3.connect(
+                path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
+            )
+            self._reader.execute("PRAGMA query_only=1")
+            self._reader.execute("PRAGMA cache_size=-65536")
 
     def close(self) -> None:
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[sqlite3.Connection]:
+        """The read connection, under its lock (never the writer's)."""
+        with self._read_lock, self._io(what):
+            yield self._reader
 
     @contextmanager
     def _io(self, what: str) -> Iterator[None]:
@@ -92,11 +109,11 @@ class SqliteState:
     def load(self, customer_ids: Iterable[str]) -> dict[str, list[Entry]]:
         ids = list(dict.fromkeys(customer_ids))
         out: dict[str, list[Entry]] = {cid: [] for cid in ids}
-        with self._lock, self._io("customer load"):
+        with self._read("customer load") as db:
             for i in range(0, len(ids), _CHUNK):
                 chunk = ids[i : i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
+                rows = db.execute(
                     "SELECT customer_id, transaction_id, epoch, seq, amount "
                     f"FROM customer_entries WHERE customer_id IN ({marks})",
                     chunk,
@@ -154,8 +171,8 @@ class SqliteState:
             )
 
     def first_day(self) -> int | None:
-        with self._lock, self._io("first day read"):
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'first_day'").fetchone()
+        with self._read("first day read") as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'first_day'").fetchone()
         return None if row is None else int(row[0])
 
     def record_first_day(self, day: int) -> None:
@@ -168,8 +185,8 @@ class SqliteState:
 
     def customer_entries(self) -> int:
         """How many customer entries the file holds (benchmarks, tests)."""
-        with self._lock, self._io("count"):
-            row = self._db.execute("SELECT count(*) FROM customer_entries").fetchone()
+        with self._read("count") as db:
+            row = db.execute("SELECT count(*) FROM customer_entries").fetchone()
         return int(row[0])
 
     # -- TerminalStore -------------------------------------------------------------------
@@ -179,12 +196,12 @@ class SqliteState:
         by_day: dict[int, list[str]] = {}
         for terminal, day in wanted:
             by_day.setdefault(day, []).append(terminal)
-        with self._lock, self._io("terminal read"):
+        with self._read("terminal read") as db:
             for day, terminals in by_day.items():
                 for i in range(0, len(terminals), _CHUNK):
                     chunk = terminals[i : i + _CHUNK]
                     marks = ",".join("?" * len(chunk))
-                    for terminal, *v in self._db.execute(
+                    for terminal, *v in db.execute(
                         "SELECT terminal_id, nb1, risk1, nb7, risk7, nb30, risk30 FROM "
                         f"terminal_rows WHERE day = ? AND terminal_id IN ({marks})",
                         [day, *chunk],
@@ -205,8 +222,8 @@ class SqliteState:
             )
 
     def complete_through(self) -> int | None:
-        with self._lock, self._io("watermark read"):
-            row = self._db.execute(
+        with self._read("watermark read") as db:
+            row = db.execute(
                 "SELECT value FROM meta WHERE key = 'complete_through'"
             ).fetchone()
         return None if row is None else int(row[0])
