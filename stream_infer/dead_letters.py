@@ -150,9 +150,12 @@ def _largest_metadata_bytes() -> int:
     # text can fill each bound to the byte where this one stops short. Add what it left.
     body = orjson.loads(worst.value)
     short = (
-        REASON_MAX_BYTES - _json_len(body["reason"])
-        + TOPIC_MAX_BYTES - _json_len(body["source_topic"])
-        + REASON_HEADER_MAX_BYTES - len(worst.headers[0][1] if worst.headers else b"")
+        REASON_MAX_BYTES
+        - _json_len(body["reason"])
+        + TOPIC_MAX_BYTES
+        - _json_len(body["source_topic"])
+        + REASON_HEADER_MAX_BYTES
+        - len(worst.headers[0][1] if worst.headers else b"")
     )
     # original_size of a huge record: up to 19 more digits than the empty one's "0".
     return worst.size() + short + 19

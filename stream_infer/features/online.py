@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 FLAG_TERMINAL_MISSING = "terminal_features_unavailable"
+#: Rows 0 (unpublished: zeros, flagged) and 1 (final zeros) of the terminal row table.
+_LAST_RESERVED_ROW = 1
 
 
 TerminalRow = tuple[float, float, float, float, float, float]
@@ -55,6 +57,22 @@ class TerminalRows(Protocol):
         no label can exist before it, so rows reading only earlier days are final zeros."""
         ...
 
+    def triage(self, days: Ints, stream_start_day: int | None = None) -> Ints:
+        """Per event day, what :meth:`rows` would say of any terminal without asking per key:
+        :data:`ASK` (look the row up), :data:`FINAL_ZEROS` (the row is final and all zeros) or
+        :data:`NOT_FINAL` (no row of that day is final yet)."""
+        ...
+
+
+#: :meth:`TerminalRows.triage` codes.
+ASK, FINAL_ZEROS, NOT_FINAL = 0, 1, 2
+Ints = npt.NDArray[np.int64]
+
+
+def ask_all(days: Ints) -> Ints:
+    """Every day :data:`ASK`: for sources with no cheaper answer."""
+    return np.zeros(len(days), dtype=np.int64)
+
 
 class NoTerminalRows:
     """No label processor wired in: terminal features are zeros and every score is flagged."""
@@ -63,6 +81,9 @@ class NoTerminalRows:
         self, keys: Iterable[tuple[str, int]], stream_start_day: int | None = None
     ) -> Mapping[tuple[str, int], TerminalRow]:
         return {}
+
+    def triage(self, days: Ints, stream_start_day: int | None = None) -> Ints:
+        return np.full(len(days), NOT_FINAL, dtype=np.int64)
 
 
 class InMemoryTerminalRows:
@@ -91,6 +112,9 @@ class InMemoryTerminalRows:
             for t, d in keys
             if d - LABEL_DELAY_DAYS - 1 <= self._complete
         }
+
+    def triage(self, days: Ints, stream_start_day: int | None = None) -> Ints:
+        return ask_all(days)
 
 
 class FeatureComputer:
@@ -141,9 +165,10 @@ class FeatureComputer:
         self.persist = persist
         self.state_cache = cache
         # Published terminal rows (final once published): day -> terminal -> row of ``_rows``
-        # (row 0 is the zero row of an unpublished day).
+        # (row 0 is the zero row of an unpublished day, row 1 the final zeros of a day no
+        # label can reach yet).
         self._row_index: dict[int, dict[str, int]] = {}
-        self._n_rows = 0
+        self._n_rows = _LAST_RESERVED_ROW
         self._rows = np.zeros((1024, 6), dtype=np.float64)
         self._max_rows = max_terminal_rows
 
@@ -193,7 +218,7 @@ class FeatureComputer:
             return out, []
         days = cols.epoch_seconds // SECONDS_PER_DAY
         start_day = self.stream_start_day(int(days.min()))
-        found = self._terminal_rows(cols.terminal_ids, days.tolist(), start_day)
+        found = self._terminal_rows(cols.terminal_ids, days, start_day)
         customer = self.state.windows(cols)
         out[:, 0:3] = request_matrix(cols.epoch_seconds, cols.amounts)
         out[:, 3:9] = customer
@@ -207,7 +232,7 @@ class FeatureComputer:
 
     def _forget_rows(self) -> None:
         self._row_index = {}
-        self._n_rows = 0
+        self._n_rows = _LAST_RESERVED_ROW
 
     def _add_rows(self, got: Mapping[tuple[str, int], TerminalRow]) -> None:
         base = self._n_rows + 1
@@ -235,11 +260,27 @@ class FeatureComputer:
             return list(map(index.get(days[0], {}).get, terminals, repeat(0)))
         return [index.get(d, {}).get(t, 0) for t, d in zip(terminals, days, strict=True)]
 
-    def _terminal_rows(
-        self, terminals: list[str], days: list[int], start_day: int | None
-    ) -> npt.NDArray[np.int64]:
+    def _terminal_rows(self, terminals: list[str], day_array: Ints, start_day: int | None) -> Ints:
         """Per event: the index of its terminal row in ``self._rows`` (0: not published, a
-        zero row). Published rows are final, so they are kept (bounded) between batches."""
+        zero row; 1: final zeros). Days the source can answer for every terminal at once
+        (:meth:`TerminalRows.triage`) take no per-event lookup."""
+        codes = self.terminal_rows.triage(day_array, start_day)
+        found = np.zeros(len(terminals), dtype=np.int64)
+        found[codes == FINAL_ZEROS] = 1
+        ask = codes == ASK
+        if ask.all():
+            return self._published(terminals, day_array.tolist(), start_day)
+        if ask.any():
+            rows = np.flatnonzero(ask)
+            picked = rows.tolist()
+            found[rows] = self._published(
+                [terminals[i] for i in picked], day_array[rows].tolist(), start_day
+            )
+        return found
+
+    def _published(self, terminals: list[str], days: list[int], start_day: int | None) -> Ints:
+        """:meth:`_terminal_rows` for the events to look up, row by row (kept between batches
+        when ``state_cache``)."""
         n = len(terminals)
         if isinstance(self.terminal_rows, NoTerminalRows):
             return np.zeros(n, dtype=np.int64)

@@ -223,7 +223,5 @@ class SqliteState:
 
     def complete_through(self) -> int | None:
         with self._read("watermark read") as db:
-            row = db.execute(
-                "SELECT value FROM meta WHERE key = 'complete_through'"
-            ).fetchone()
+            row = db.execute("SELECT value FROM meta WHERE key = 'complete_through'").fetchone()
         return None if row is None else int(row[0])

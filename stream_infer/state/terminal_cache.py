@@ -13,10 +13,11 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
+import numpy as np
 from cachetools import LRUCache
 
 from stream_infer.features.definitions import LABEL_DELAY_DAYS
-from stream_infer.features.online import ZERO_ROW, TerminalRow
+from stream_infer.features.online import ASK, FINAL_ZEROS, NOT_FINAL, ZERO_ROW, Ints, TerminalRow
 
 _LAG = LABEL_DELAY_DAYS + 1
 _WATERMARK_TTL_S = 0.2
@@ -88,6 +89,22 @@ class CachedTerminalRows:
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         self.misses += len(missing)
         return found
+
+    def triage(self, days: Ints, stream_start_day: int | None = None) -> Ints:
+        """Per event day, without a lookup per key: final zeros for a day whose row reads
+        only days before the stream's start (as :meth:`rows`), and, when this cache does not
+        wait for rows, not final for a day past the watermark; :data:`ASK` otherwise."""
+        codes = np.full(len(days), ASK, dtype=np.int64)
+        if stream_start_day is not None:
+            codes[days - LABEL_DELAY_DAYS <= stream_start_day] = FINAL_ZEROS
+        if self._wait_s == 0:
+            complete = self._watermark(refresh=False)
+            later = codes == ASK
+            if complete is not None:
+                later &= days - _LAG > complete
+            codes[later] = NOT_FINAL
+            self.misses += int(later.sum())
+        return codes
 
     def _watermark(self, refresh: bool) -> int | None:
         # The watermark moves once a day of event time: re-reading it for every batch would
