@@ -196,6 +196,7 @@ def relay(args: dict[str, Any]) -> Timed:
     def assigned(_c: Any, parts: list[Any]) -> None:
         print(f"assigned {[tp.partition for tp in parts]}", flush=True)
 
+    p.list_topics(args["sink"], timeout=10)  # connected before the first record, as the worker
     c.subscribe([args["source"]], on_assign=assigned)
     n, target, t0 = 0, args["events"], 0.0
     while n < target:

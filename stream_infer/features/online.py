@@ -264,6 +264,8 @@ class FeatureComputer:
         """Per event: the index of its terminal row in ``self._rows`` (0: not published, a
         zero row; 1: final zeros). Days the source can answer for every terminal at once
         (:meth:`TerminalRows.triage`) take no per-event lookup."""
+        if isinstance(self.terminal_rows, NoTerminalRows):
+            return np.zeros(len(terminals), dtype=np.int64)
         codes = self.terminal_rows.triage(day_array, start_day)
         found = np.zeros(len(terminals), dtype=np.int64)
         found[codes == FINAL_ZEROS] = 1
@@ -281,9 +283,6 @@ class FeatureComputer:
     def _published(self, terminals: list[str], days: list[int], start_day: int | None) -> Ints:
         """:meth:`_terminal_rows` for the events to look up, row by row (kept between batches
         when ``state_cache``)."""
-        n = len(terminals)
-        if isinstance(self.terminal_rows, NoTerminalRows):
-            return np.zeros(n, dtype=np.int64)
         if not self.state_cache:
             self._forget_rows()
         one_day = min(days) == max(days)  # usual: then one dict serves the whole batch

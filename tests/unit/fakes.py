@@ -198,3 +198,6 @@ class FakeProducer:
     def flush(self, timeout: float) -> int:
         self.deliver()
         return 0
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> None:
+        return None

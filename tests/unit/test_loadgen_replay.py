@@ -78,6 +78,9 @@ class FakeProducer:
         self.poll(0)
         return 0
 
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> None:
+        return None
+
 
 def dataset(n: int = 40, step_s: int = 3600) -> Dataset:
     times = pd.Timestamp("2018-04-01") + pd.to_timedelta(np.arange(n) * step_s, "s")
