@@ -39,10 +39,15 @@ def _open_loop(s: Settings, data: pd.DataFrame, rate: float, seconds: float) -> 
         s.kafka.client_config(),
         progress=False,
     )
-    lat = result.measurement.summary()["latency_ms"]
-    acc = result.measurement.accounting
+    m = result.measurement
+    lat = m.summary()["latency_ms"]
+    acc = m.accounting
+    # What the process under test kept up with: scores received per second from the first
+    # intended send to the last arrival (below ``rate``: it fell behind, and latency grows).
+    span_s = (int(m.received_ns.max()) - result.replay.started_wall_ns) / 1e9 if count else 0.0
     return {
         "rate": rate,
+        "received_per_s": len(m.received_ns) / span_s if span_s > 0 else 0.0,
         "events": count,
         "p50_ms": lat["p50"],
         "p99_ms": lat["p99"],

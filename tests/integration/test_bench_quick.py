@@ -58,6 +58,14 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
     floor = result["broker_two_hops_at_half_max"]
     assert floor["rate"] == result["latency_at_half_max"]["rate"]
     assert floor["missing"] == 0 and floor["p50_ms"] > 0
+    # The same pair at a quarter of the maximum, with what each kept up with.
+    quarter, quarter_floor = (
+        result["latency_at_quarter_max"],
+        result["broker_two_hops_at_quarter_max"],
+    )
+    assert quarter["rate"] == quarter_floor["rate"] == floor["rate"] / 2
+    assert quarter["missing"] == quarter_floor["missing"] == 0
+    assert all(r["received_per_s"] > 0 for r in (quarter, quarter_floor, floor))
     # Exactly-once ran its transactions: every one committed, none aborted.
     eos = result["exactly_once"]
     assert eos["vs_at_least_once"] > 0
