@@ -266,7 +266,7 @@ class ScoringWorker:
         dead-letter it if Kafka refuses its record; None for records with no input).
 
         Every record shares the batch's one bound delivery callback: the hot path's cost per
-        record is the ``produce`` call itself (docs/ARCHITECTURE.md, "Hot path").
+        record is the ``produce`` call itself (docs/ARCHITECTURE.md, "The hot path").
         """
         from confluent_kafka import KafkaException
 

@@ -4,7 +4,7 @@ WAL mode lets a sidecar process read while a worker writes. Each store has two c
 each guarded by its own lock (sqlite3 connections are not shared across threads safely
 otherwise): one for writes and one for reads, so the scoring thread's reads (a new customer's
 history, terminal rows) never wait behind the state writer's transaction; a read sees the last
-committed write (docs/ARCHITECTURE.md, "Hot path").
+committed write (docs/ARCHITECTURE.md, "The hot path").
 
 Every method raises :class:`~stream_infer.errors.StoreUnavailableError` when SQLite fails to do
 its I/O (locked or busy past ``busy_timeout_s``, disk I/O error, disk full); a failed write
@@ -193,7 +193,7 @@ class SqliteState:
 
         Why not ``executemany``: it releases and re-takes the GIL around every row, so a
         writer thread and the scoring thread hand the GIL back and forth per entry; measured,
-        that halved the worker's throughput (docs/ARCHITECTURE.md, "Hot path"). Here the GIL
+        that halved the worker's throughput (docs/ARCHITECTURE.md, "The hot path"). Here the GIL
         is held only to encode the JSON (in C), and SQLite inserts with it released. Amounts
         round-trip exactly (orjson writes the shortest repr; SQLite reads it back correctly
         rounded, checked at open by :func:`_json_doubles_exact`).
