@@ -38,8 +38,9 @@ __all__ = [
 ]
 
 FLAG_TERMINAL_MISSING = "terminal_features_unavailable"
-#: Rows 0 (unpublished: zeros, flagged) and 1 (final zeros) of the terminal row table.
-_LAST_RESERVED_ROW = 1
+#: Reserved rows of the terminal row table: 0 unpublished (zeros, flagged), 1 final zeros.
+_FINAL_ZEROS_ROW = 1
+_LAST_RESERVED_ROW = _FINAL_ZEROS_ROW
 
 
 TerminalRow = tuple[float, float, float, float, float, float]
@@ -267,11 +268,11 @@ class FeatureComputer:
         if isinstance(self.terminal_rows, NoTerminalRows):
             return np.zeros(len(terminals), dtype=np.int64)
         codes = self.terminal_rows.triage(day_array, start_day)
-        found = np.zeros(len(terminals), dtype=np.int64)
-        found[codes == FINAL_ZEROS] = 1
         ask = codes == ASK
         if ask.all():
             return self._published(terminals, day_array.tolist(), start_day)
+        found = np.zeros(len(terminals), dtype=np.int64)
+        found[codes == FINAL_ZEROS] = _FINAL_ZEROS_ROW
         if ask.any():
             rows = np.flatnonzero(ask)
             picked = rows.tolist()
