@@ -223,6 +223,24 @@ class FeatureSettings(_Frozen):
     prune_margin_days: int = Field(
         default=1, ge=0, description="history kept past the 30-day window, for late events"
     )
+    drop_delay_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="wall-clock seconds the store keeps an entry after it went out of every "
+        "window's reach (well past the 1 s auto-commit: a re-delivered batch must find it)",
+    )
+
+
+class EventSettings(_Frozen):
+    """What every entry point (worker, sidecar, label processor) accepts as an event's time."""
+
+    max_future_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="events dated more than this ahead of the wall clock are refused "
+        "(dead-lettered; HTTP 400 in the sidecar): a clock-skewed source must not move "
+        "pruning or the label watermark (docs/ARCHITECTURE.md, 'Events from the future')",
+    )
 
 
 class LabelSettings(_Frozen):
@@ -244,6 +262,18 @@ class LabelSettings(_Frozen):
         "asyncio tasks per message (stream_infer.labels.transport): 1.5x the labels/s measured",
     )
     uvloop: bool = Field(default=True, description="run faust's event loop on uvloop if installed")
+    max_watermark_step_days: int = Field(
+        default=30,
+        ge=1,
+        description="the most days one publish moves the label watermark past the last one "
+        "published (a catch-up of more takes more batches); no record, however dated, moves "
+        "it further at once",
+    )
+    ack_barrier: Path | None = Field(
+        default=None,
+        description="tests only: after a batch's dead letters are delivered and before it is "
+        "acknowledged, create this file and wait until it is removed",
+    )
     metrics_port: int = Field(
         default=9109,
         ge=0,
@@ -313,6 +343,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     features: FeatureSettings = FeatureSettings()
     labels: LabelSettings = LabelSettings()
+    events: EventSettings = EventSettings()
     rollout: RolloutSettings = RolloutSettings()
     lag: LagSettings = LagSettings()
     kafka_bootstrap: str | None = Field(
