@@ -7,7 +7,7 @@ sidecar are adapters around it: they hand it records and ship what it returns.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from stream_infer.config import EventSettings
 from stream_infer.dead_letters import (
     DEFAULT_MAX_BYTES,
     DEFAULT_PREFIX_BYTES,
@@ -24,6 +25,7 @@ from stream_infer.dead_letters import (
     check_limits,
 )
 from stream_infer.errors import ModelError, RetryableError
+from stream_infer.event_time import FutureLimit
 from stream_infer.events import Transaction, encode_score
 from stream_infer.features.columns import TxColumns, TxInput
 from stream_infer.features.online import FeatureComputer
@@ -33,6 +35,8 @@ from stream_infer.model.serving import ServingModels
 from stream_infer.model.session import LoadedModel
 from stream_infer.records import FeatureValues, Headers, OutRecord, ScoreRecord, encode_lines
 from stream_infer.wire import decode_batch, epoch_seconds
+
+DEFAULT_MAX_FUTURE_S: float = EventSettings.model_fields["max_future_s"].default
 
 # OutRecord and Headers live in stream_infer.records; re-exported for existing importers.
 __all__ = [
@@ -129,8 +133,13 @@ class ScoringPipeline:
         *,
         dead_letter_max_bytes: int = DEFAULT_MAX_BYTES,
         dead_letter_prefix_bytes: int = DEFAULT_PREFIX_BYTES,
+        max_future_s: float = DEFAULT_MAX_FUTURE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """Raises ConfigError: the dead-letter limits cannot be honoured (checked here, at
+        """``max_future_s``: events dated more than this ahead of ``clock()`` (epoch seconds,
+        read once per batch) are dead-lettered (:mod:`stream_infer.event_time`).
+
+        Raises ConfigError: the dead-letter limits cannot be honoured (checked here, at
         start-up, not at the first bad record)."""
         check_limits(dead_letter_max_bytes, dead_letter_prefix_bytes)
         self.serving = model if isinstance(model, ServingModels) else ServingModels.of(model)
@@ -139,6 +148,8 @@ class ScoringPipeline:
         self.emit_features = emit_features
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.dead_letter_prefix_bytes = dead_letter_prefix_bytes
+        self.max_future_s = max_future_s
+        self.clock = clock
         #: Called with each exception a version raises (the worker counts them).
         self.on_model_error: ErrorHook | None = None
 
@@ -205,14 +216,16 @@ class ScoringPipeline:
 
         Columnar all the way: the batch is decoded into columns, its features are computed at
         once, the model is called once per serving version, and the score records are encoded
-        in one call. Never raises for bad input: each undecodable or invalid record is returned
-        as a dead letter with its reason.
+        in one call. Never raises for bad input: each undecodable or invalid record, and each
+        dated more than ``max_future_s`` ahead of the clock, is returned as a dead letter with
+        its reason (a refused record never reaches the features, so it moves no state).
 
         Raises:
             RetryableError: the feature state store failed (the batch is not acknowledged).
         """
         result = BatchResult()
-        decoded = decode_batch([rec.value() for rec in records])
+        future = FutureLimit.at(self.clock, self.max_future_s)
+        decoded = decode_batch([rec.value() for rec in records], future)
         for i, reason in decoded.refused:
             result.dead_letters.append((self._dead_letter(records[i], reason), reason))
         if not decoded.kept:

@@ -100,6 +100,7 @@ def build_features(settings: Settings, *, read_only: bool = False) -> FeatureCom
         write_behind=not read_only,  # the worker saves state off the hot path, before acking
         customer_cache_size=f.customer_cache_size,
         prune_margin_days=f.prune_margin_days,
+        drop_delay_s=f.drop_delay_s,
     )
 
 
@@ -118,6 +119,7 @@ def build_pipeline(
         emit_features=settings.worker.emit_features,
         dead_letter_max_bytes=settings.worker.dead_letter_max_bytes,
         dead_letter_prefix_bytes=settings.worker.dead_letter_prefix_bytes,
+        max_future_s=settings.events.max_future_s,
     )
 
 

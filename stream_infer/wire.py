@@ -19,6 +19,7 @@ there, so within the last half microsecond of a second the two disagree on the w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Final
@@ -26,6 +27,7 @@ from typing import Annotated, Final
 import msgspec
 
 from stream_infer.errors import DeadLetterError
+from stream_infer.event_time import FutureLimit
 from stream_infer.events import MAX_EPOCH_S, MIN_EPOCH_S, decode_transaction
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | int
@@ -108,9 +110,14 @@ class DecodedBatch(msgspec.Struct, gc=False):
     refused: list[tuple[int, str]]
 
 
-def decode_batch(values: Sequence[bytes | None]) -> DecodedBatch:
+def decode_batch(values: Sequence[bytes | None], future: FutureLimit | None = None) -> DecodedBatch:
     """:func:`decode` over a batch, straight into columns; never raises for bad input (each
-    bad value is in ``refused`` with the reason :func:`decode` gives)."""
+    bad value is in ``refused`` with the reason :func:`decode` gives).
+
+    ``future``: the batch's limit on event time (taken once per batch by the caller); a value
+    :func:`decode` accepts but dated past it is refused with :meth:`FutureLimit.reason`. None:
+    no limit (the schema's own range still holds).
+    """
     out = DecodedBatch([], [], [], [], [], [], [], [])
     txs: list[WireTransaction] = []
     fast = _DECODER.decode
@@ -132,9 +139,15 @@ def decode_batch(values: Sequence[bytes | None]) -> DecodedBatch:
     if any(dt.tzinfo is None for dt in times):  # naive = UTC by contract
         times = [dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC) for dt in times]
     seconds = [int(dt.timestamp() // 1) for dt in times]
-    if seconds and not (min(seconds) >= MIN_EPOCH_S and max(seconds) < MAX_EPOCH_S):
-        ok = [j for j, sec in enumerate(seconds) if MIN_EPOCH_S <= sec < MAX_EPOCH_S]
-        out.refused += [(kept[j], _OUT_OF_RANGE) for j in set(range(len(kept))) - set(ok)]
+    # One comparison per batch on the hot path: the per-event reasons only when one is out.
+    hi = MAX_EPOCH_S if future is None else min(MAX_EPOCH_S, math.floor(future.limit_s) + 1)
+    if seconds and not (min(seconds) >= MIN_EPOCH_S and max(seconds) < hi):
+        ok = [j for j, sec in enumerate(seconds) if MIN_EPOCH_S <= sec < hi]
+        for j in sorted(set(range(len(kept))) - set(ok)):
+            sec = seconds[j]
+            in_range = MIN_EPOCH_S <= sec < MAX_EPOCH_S
+            reason = future.reason(sec) if in_range and future is not None else _OUT_OF_RANGE
+            out.refused.append((kept[j], reason))
         out.refused.sort()
         kept[:] = [kept[j] for j in ok]
         txs = [txs[j] for j in ok]

@@ -7,6 +7,11 @@ of the topic, read from the shared count store, so processors that split the par
 between them agree on it. Once day C is complete, every terminal's row for day D = C + 8 is
 final (it reads days [D - 37, D - 7), all <= C) and is published.
 
+Two guards keep one badly dated label from publishing rows early (docs/ARCHITECTURE.md,
+"Events from the future"): a label dated more than ``max_future_s`` ahead of the wall clock is
+a dead letter, so it moves no partition's day; and one publish moves the watermark at most
+``max_step_days`` past the last one this process published (never past the wall clock).
+
 Counts are applied idempotently by partition offset: each batch's update per partition names
 the applied offset it was counted against, and the store refuses it if another processor has
 moved that partition on meanwhile (the batch is then recounted against the new offset). So a
@@ -22,12 +27,19 @@ offset) and reports its counts and dead letters instead of skipping them as alre
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from stream_infer.config import EventSettings, LabelSettings
 from stream_infer.errors import DeadLetterError, RetryableError
-from stream_infer.features.definitions import LABEL_DELAY_DAYS, TERMINAL_HORIZON_DAYS
+from stream_infer.event_time import FutureLimit
+from stream_infer.features.definitions import (
+    LABEL_DELAY_DAYS,
+    SECONDS_PER_DAY,
+    TERMINAL_HORIZON_DAYS,
+)
 from stream_infer.features.online import TerminalRow
 from stream_infer.labels.decode import decode_counted
 from stream_infer.labels.rows import FinalCounts
@@ -39,6 +51,8 @@ FINAL_LAG = LABEL_DELAY_DAYS + 1
 PUBLISH_CHUNK_DAYS = 7
 #: How often a batch is recounted when other processors keep moving its partitions on.
 MAX_ATTEMPTS = 5
+DEFAULT_MAX_FUTURE_S: float = EventSettings.model_fields["max_future_s"].default
+DEFAULT_MAX_STEP_DAYS: int = LabelSettings.model_fields["max_watermark_step_days"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +109,12 @@ class RowSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LabelRecord:
-    """One record from the labels topic."""
+    """One record from the labels topic (``key``: for its dead letter)."""
 
     partition: int
     offset: int
     value: bytes | None
+    key: bytes | None = None
 
 
 @dataclass
@@ -122,7 +137,9 @@ class _Counted:
     dead_letters: list[tuple[LabelRecord, str]] = field(default_factory=list)
 
 
-def _count(partition: int, recs: Sequence[LabelRecord], applied: int) -> _Counted:
+def _count(
+    partition: int, recs: Sequence[LabelRecord], applied: int, future: FutureLimit
+) -> _Counted:
     out = _Counted(update=None)
     increments: dict[tuple[int, str], tuple[int, int]] = {}
     latest_day = -1
@@ -130,10 +147,17 @@ def _count(partition: int, recs: Sequence[LabelRecord], applied: int) -> _Counte
     for rec in recs:
         if rec.offset <= applied:
             out.skipped += 1
+            # Counted already, but the batch that counted it may have stopped before its dead
+            # letters were delivered (it was then never acknowledged): make them again. A
+            # duplicate letter is at-least-once; a lost one is not allowed.
+            try:
+                decode_counted(rec.value, future)
+            except DeadLetterError as exc:
+                out.dead_letters.append((rec, exc.reason))
             continue
         last_offset = max(last_offset, rec.offset)
         try:
-            label = decode_counted(rec.value)
+            label = decode_counted(rec.value, future)
         except DeadLetterError as exc:
             out.dead_letters.append((rec, exc.reason))
             continue
@@ -155,16 +179,34 @@ class _Batch:
 
     key: frozenset[tuple[int, int, int]]  # (partition, first offset, last offset)
     first_rows: list[int]
+    future: FutureLimit  # one limit for every attempt: a retry decides as the first did
     claimed: dict[int, _Counted] = field(default_factory=dict)  # applied, or maybe applied
 
 
 class LabelAggregator:
-    """Counts labels and publishes final terminal rows (see the module docstring)."""
+    """Counts labels and publishes final terminal rows (see the module docstring).
 
-    def __init__(self, store: LabelCountStore, sinks: Sequence[RowSink], partitions: int) -> None:
+    ``max_future_s``: labels dated more than this ahead of ``clock()`` (epoch seconds) are
+    dead letters. ``max_step_days``: the most days one publish moves the watermark past the
+    last one this process published.
+    """
+
+    def __init__(
+        self,
+        store: LabelCountStore,
+        sinks: Sequence[RowSink],
+        partitions: int,
+        *,
+        max_future_s: float = DEFAULT_MAX_FUTURE_S,
+        max_step_days: int = DEFAULT_MAX_STEP_DAYS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.sinks = list(sinks)
         self.partitions = partitions
+        self.max_future_s = max_future_s
+        self.max_step_days = max_step_days
+        self.clock = clock
         self.published_through: int | None = None  # last day D whose rows are out
         self._first_row_day: int | None = None  # the first day whose rows may need publishing
         self._final = FinalCounts()
@@ -216,7 +258,8 @@ class LabelAggregator:
             # the rows of those days may not all have been published when it stopped.
             stored = self.store.partition_days() if self._first_row_day is None else {}
             first = [d - TERMINAL_HORIZON_DAYS + FINAL_LAG for d in stored.values() if d >= 0]
-            batch = self._batch = _Batch(key, first)
+            future = FutureLimit.at(self.clock, self.max_future_s)
+            batch = self._batch = _Batch(key, first, future)
         claimed = batch.claimed
         for _attempt in range(MAX_ATTEMPTS):
             applied = self.store.applied_offsets()
@@ -227,7 +270,7 @@ class LabelAggregator:
                     or mine.update is None
                     or applied.get(p, -1) != mine.update.last_offset
                 ):
-                    claimed[p] = _count(p, recs, applied.get(p, -1))
+                    claimed[p] = _count(p, recs, applied.get(p, -1), batch.future)
                 # else: an earlier attempt's update was applied although its reply was lost
             fresh = [
                 c.update
@@ -265,6 +308,7 @@ class LabelAggregator:
         complete = self.complete_through(days_by_partition)
         if complete is None:
             return []
+        complete = self._bounded(complete)
         last_final = complete + FINAL_LAG
         if self.published_through is not None:
             first = self.published_through + 1
@@ -281,6 +325,18 @@ class LabelAggregator:
         if outcome is not None:
             outcome.published_days.extend(days)
         return days
+
+    def _bounded(self, complete: int) -> int:
+        """``complete`` held to the wall clock (a day that has not ended, with
+        ``max_future_s`` of skew allowed, cannot be complete) and to ``max_step_days`` past
+        the watermark this process last published."""
+        now = FutureLimit.at(self.clock, self.max_future_s)
+        bounded = min(complete, int(now.limit_s // SECONDS_PER_DAY) - 1)
+        if self.published_through is not None:
+            bounded = min(bounded, self.published_through - FINAL_LAG + self.max_step_days)
+        if bounded < complete:
+            log.info("label watermark held at day %d (the labels say %d)", bounded, complete)
+        return bounded
 
     def _publish(self, days: Sequence[int], last: bool) -> None:
         # Every day these rows read is <= the complete day, so its counts are final: read

@@ -17,6 +17,7 @@ from typing import Annotated
 import msgspec
 
 from stream_infer.errors import DeadLetterError
+from stream_infer.event_time import FutureLimit
 from stream_infer.events import MAX_EPOCH_S, MIN_EPOCH_S, decode_label
 from stream_infer.features.definitions import SECONDS_PER_DAY
 
@@ -47,18 +48,21 @@ def _epoch_seconds(value: datetime) -> float:
     return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
 
 
-def _slow(raw: bytes) -> CountedLabel:
+def _slow(raw: bytes, future: FutureLimit | None) -> CountedLabel:
     label = decode_label(raw)
-    return CountedLabel(
-        label.terminal_id, int(label.tx_datetime.timestamp()) // SECONDS_PER_DAY, label.tx_fraud
-    )
+    seconds = int(label.tx_datetime.timestamp())
+    if future is not None:
+        future.check(seconds)
+    return CountedLabel(label.terminal_id, seconds // SECONDS_PER_DAY, label.tx_fraud)
 
 
-def decode_counted(raw: bytes | None) -> CountedLabel:
-    """Decode and validate one label as :func:`stream_infer.events.decode_label` does.
+def decode_counted(raw: bytes | None, future: FutureLimit | None = None) -> CountedLabel:
+    """Decode and validate one label as :func:`stream_infer.events.decode_label` does, and
+    refuse one dated past ``future`` (None: no limit; :mod:`stream_infer.event_time`).
 
     Raises:
-        DeadLetterError: the bytes are empty, not JSON, or fail the schema (reason says which).
+        DeadLetterError: the bytes are empty, not JSON, fail the schema, or the label is from
+            the future (the reason says which).
     """
     if not raw:
         raise DeadLetterError("empty message value")
@@ -67,10 +71,12 @@ def decode_counted(raw: bytes | None) -> CountedLabel:
     except msgspec.DecodeError:  # ValidationError included
         # A shape the fast path does not take (e.g. an id beyond 64 bits, 1.0 for a flag) or
         # a bad label: the schema of record decides, and names the problem if there is one.
-        return _slow(raw)
+        return _slow(raw, future)
     seconds = _epoch_seconds(wire.tx_datetime)
     if not MIN_EPOCH_S <= seconds < MAX_EPOCH_S:
-        return _slow(raw)  # raises with the schema's out-of-range reason
+        return _slow(raw, future)  # raises with the schema's out-of-range reason
+    if future is not None and int(seconds) > future.limit_s:  # whole seconds, as in _slow
+        raise DeadLetterError(future.reason(int(seconds)))
     terminal = wire.terminal_id
     return CountedLabel(
         terminal if isinstance(terminal, str) else str(terminal),

@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
 from stream_infer.errors import BatchTimeoutError, QueueFullError, RetryableError
+from stream_infer.event_time import FutureLimit
 from stream_infer.events import Transaction
 from stream_infer.sidecar.explain import Explainer
 from stream_infer.sidecar.hot import Answer
@@ -42,6 +43,7 @@ from stream_infer.sidecar.schemas import (
     PredictParameters,
 )
 from stream_infer.sidecar.scoring import Scored
+from stream_infer.wire import epoch_seconds
 
 if TYPE_CHECKING:
     from stream_infer.sidecar.core import Sidecar
@@ -66,7 +68,8 @@ def problems_of(exc: ValidationError) -> list[str]:
 class Predict:
     """The route's handler: body bytes in, :class:`~stream_infer.sidecar.hot.Answer` out.
     Never raises for a caller's mistake or an overload: those are answers (422, 404, 503,
-    504, with the protocol's ``{"error"}`` body)."""
+    504, with the protocol's ``{"error"}`` body; 400 for a transaction dated more than
+    ``events.max_future_s`` ahead of the wall clock, :mod:`stream_infer.event_time`)."""
 
     def __init__(self, sidecar: Sidecar) -> None:
         self.sidecar = sidecar
@@ -104,6 +107,11 @@ class Predict:
         limit = s.settings.serve.max_queue
         if len(txs) > limit:
             return self.refused(ProtocolError(f"at most {limit} transactions (serve.max_queue)"))
+        future = FutureLimit.at(time.time, s.settings.events.max_future_s)
+        for tx in txs:
+            when = epoch_seconds(tx.tx_datetime)
+            if not future.allows(when):
+                return self.refused(ProtocolError(future.reason(when)))
         try:
             scored = await self.score(txs)
             explanations: Sequence[dict[str, Any] | None] = [None] * len(scored)
@@ -226,6 +234,11 @@ def add_routes(app: FastAPI, sidecar: Sidecar) -> Predict:
         response_model=PredictAnswer,
         responses={
             **{k: v for k, v in ERRORS.items() if k != 400},
+            400: {
+                "model": ERRORS[400]["model"],
+                "description": "too many transactions, or one dated more than "
+                "events.max_future_s ahead of the wall clock",
+            },
             422: {"description": "invalid request (what is wrong in detail)"},
         },
         openapi_extra={
