@@ -40,6 +40,11 @@ class ConfigError(FatalError):
     """Settings or topic layout are invalid; refuse to start."""
 
 
+class DefinitionError(ConfigError):
+    """The user's Feast repository defines something stream-infer cannot run exactly; the
+    message names the view (or source, or service) and the field. Nothing is started."""
+
+
 class ModelArtifactError(FatalError):
     """A model artifact is missing, corrupt, or does not match its manifest."""
 

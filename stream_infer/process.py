@@ -28,6 +28,10 @@ def _env_value(value: Any) -> str | None:
         return value.get_secret_value()
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, dict):  # kafka.extra_secret: the child needs the values
+        value = {
+            k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in value.items()
+        }
     if isinstance(value, (list, tuple, dict)):
         return orjson.dumps(value).decode()  # pydantic-settings parses complex values as JSON
     return str(value)

@@ -45,6 +45,7 @@ from stream_infer.labels.aggregator import (
     LabelRecord,
     RowSink,
 )
+from stream_infer.labels.credentials import faust_brokers, faust_credentials
 from stream_infer.labels.metrics import LabelMetrics
 from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
 from stream_infer.state.factory import open_state
@@ -178,11 +179,12 @@ def create_app(
     datadir.mkdir(parents=True, exist_ok=True)  # faust refuses a missing data directory
     app = faust.App(
         f"{settings.worker.group_id}-labels",
-        broker=f"{opts.transport}://{settings.kafka.bootstrap_servers}",
+        broker=faust_brokers(settings.kafka, opts.transport),
+        broker_credentials=faust_credentials(settings.kafka),
         store="memory://",
         datadir=str(datadir),
         web_enabled=False,
-        topic_replication_factor=1,
+        topic_replication_factor=opts.internal_replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.kafka.session_timeout_ms / 1000,
         broker_heartbeat_interval=max(0.1, settings.kafka.session_timeout_ms / 3000),

@@ -15,7 +15,12 @@ def test_every_section_round_trips_through_the_child_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     parent = load_settings(
-        kafka={"bootstrap_servers": "127.0.0.1:1", "sasl_password": "s3cret"},
+        kafka={
+            "bootstrap_servers": "127.0.0.1:1",
+            "sasl_password": "s3cret",
+            "extra": {"socket.keepalive.enable": "true"},
+            "extra_secret": {"sasl.oauthbearer.extensions": "k=v"},
+        },
         topics={"labels": "l", "partitions": 3, "specs_dir": "/tmp/specs"},
         worker={"group_id": "g", "emit_features": True},
         redis={"url": "redis://127.0.0.1:6379/2", "key_prefix": "p"},
