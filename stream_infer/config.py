@@ -9,9 +9,9 @@ reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,9 +27,42 @@ class KafkaSettings(_Frozen):
     )
     embedded_broker: Literal["tansu", "noida"] = "tansu"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    ssl_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle the brokers' certificates chain to (SSL, SASL_SSL)"
+    )
+    ssl_cert_file: Path | None = Field(
+        default=None, description="mTLS: this client's PEM certificate (with ssl_key_file)"
+    )
+    ssl_key_file: Path | None = Field(
+        default=None, description="mTLS: this client's PEM private key (with ssl_cert_file)"
+    )
+    ssl_key_password: SecretStr | None = Field(default=None, description="the key's passphrase")
+    ssl_endpoint_identification: bool = Field(
+        default=True, description="check the broker's certificate names the host dialled"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    oauth_token_url: str | None = Field(
+        default=None, description="OAUTHBEARER: the OIDC token endpoint (client credentials)"
+    )
+    oauth_client_id: str | None = None
+    oauth_client_secret: SecretStr | None = None
+    oauth_scope: str | None = None
+    extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="librdkafka properties passed to every confluent-kafka client as given "
+        "(not to the label processor's aiokafka); keys in DENIED_EXTRA are refused",
+    )
+    extra_secret: dict[str, SecretStr] = Field(
+        default_factory=dict, description="like extra, for values that must never be shown"
+    )
+    startup_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long a process waits for the cluster at start (reachable, "
+        "authenticated, its assignment held) before it exits naming why",
+    )
     session_timeout_ms: int = Field(default=6000, ge=1000)
     client_id: str = "stream-infer"
     message_max_bytes: int = Field(
@@ -38,23 +71,98 @@ class KafkaSettings(_Frozen):
         description="largest record we produce or accept; equals max.message.bytes in topics/",
     )
 
-    def client_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every client (producer, consumer, admin)."""
-        if self.bootstrap_servers is None:
-            msg = "kafka.bootstrap_servers is not set (start the embedded broker first)"
-            raise ValueError(msg)
-        cfg: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "security.protocol": self.security_protocol,
-            "client.id": self.client_id,
+    #: librdkafka keys ``extra``/``extra_secret`` may not set: the delivery guarantees (or a
+    #: typed setting above) decide them, and an override would silently break one.
+    DENIED_EXTRA: ClassVar[frozenset[str]] = frozenset(
+        {
+            "enable.auto.offset.store",
+            "enable.auto.commit",
+            "auto.commit.enable",
+            "enable.idempotence",
+            "enable.gapless.guarantee",
+            "acks",
+            "request.required.acks",
+            "isolation.level",
+            "transactional.id",
+            "allow.auto.create.topics",
+            "group.id",
+            "group.instance.id",
+            "message.max.bytes",
+            "enable.partition.eof",
+            "bootstrap.servers",
+            "security.protocol",
+            "sasl.mechanism",
+            "sasl.mechanisms",
+            "sasl.username",
+            "sasl.password",
+            "ssl.ca.location",
+            "ssl.certificate.location",
+            "ssl.key.location",
+            "ssl.key.password",
+            "ssl.endpoint.identification.algorithm",
         }
-        if self.sasl_mechanism:
-            cfg["sasl.mechanism"] = self.sasl_mechanism
-        if self.sasl_username:
-            cfg["sasl.username"] = self.sasl_username
-        if self.sasl_password is not None:
-            cfg["sasl.password"] = self.sasl_password.get_secret_value()
-        return cfg
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        problems = list(self._security_problems())
+        for key in [*self.extra, *self.extra_secret]:
+            if key.strip().lower() in self.DENIED_EXTRA:
+                problems.append(
+                    f"kafka.extra key {key!r} is refused: the delivery guarantees or a typed "
+                    "kafka.* setting decide it"
+                )
+        if both := sorted(set(self.extra) & set(self.extra_secret)):
+            problems.append(f"kafka.extra and kafka.extra_secret both set {both}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _security_problems(self) -> list[str]:
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        out: list[str] = []
+        if self.sasl_mechanism and not sasl:
+            out.append(
+                f"kafka.sasl_mechanism={self.sasl_mechanism} needs kafka.security_protocol "
+                f"SASL_SSL or SASL_PLAINTEXT, not {self.security_protocol}"
+            )
+        if sasl and not self.sasl_mechanism:
+            out.append(f"kafka.security_protocol={self.security_protocol} needs sasl_mechanism")
+        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            out.append(
+                f"kafka.sasl_mechanism={self.sasl_mechanism} needs sasl_username and sasl_password"
+            )
+        oauth = (self.oauth_token_url, self.oauth_client_id, self.oauth_client_secret)
+        if self.sasl_mechanism == "OAUTHBEARER" and not all(oauth):
+            out.append(
+                "kafka.sasl_mechanism=OAUTHBEARER needs oauth_token_url, oauth_client_id "
+                "and oauth_client_secret"
+            )
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            out.append("mTLS needs kafka.ssl_cert_file and kafka.ssl_key_file together")
+        if self.ssl_key_password is not None and self.ssl_key_file is None:
+            out.append("kafka.ssl_key_password is set without kafka.ssl_key_file")
+        files = (self.ssl_ca_file, self.ssl_cert_file, self.ssl_key_file)
+        if not tls and any(f is not None for f in files):
+            out.append(
+                f"kafka.ssl_* files are set but kafka.security_protocol={self.security_protocol} "
+                "does not use TLS"
+            )
+        return out
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every client (producer, consumer, admin): built by
+        :func:`stream_infer.kafka.security.librdkafka_config`, the one place that does.
+
+        Raises:
+            ConfigError: no bootstrap is set, or a TLS file is missing (naming the setting).
+        """
+        from stream_infer.kafka.security import librdkafka_config
+
+        return librdkafka_config(self)
 
 
 class TopicSettings(_Frozen):
@@ -262,6 +370,12 @@ class LabelSettings(_Frozen):
         "asyncio tasks per message (stream_infer.labels.transport): 1.5x the labels/s measured",
     )
     uvloop: bool = Field(default=True, description="run faust's event loop on uvloop if installed")
+    internal_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="replication factor of the topics faust creates for itself (its assignor "
+        "topic); a production cluster wants 3",
+    )
     max_watermark_step_days: int = Field(
         default=30,
         ge=1,
