@@ -45,6 +45,9 @@ AGG_FUNCTIONS: Final[tuple[AggFunction, ...]] = (
 #: Kinds an aggregation may read (anything but ``count`` needs a number).
 NUMERIC_KINDS: Final[frozenset[ValueKind]] = frozenset({"float64", "int64", "bool"})
 SECONDS_PER_DAY: Final = 86_400
+#: The event column the pipeline adds: an int64 sequence number ordering events of one second
+#: (the partition offset in the stream, the row index offline). Decoders do not produce it.
+SEQ_COLUMN: Final = "__seq"
 
 #: The python-mode function of an on-demand view: columns in, columns out.
 OnDemandFunction = Callable[[dict[str, list[Any]]], dict[str, list[Any]]]
