@@ -1,0 +1,522 @@
+"""The user's Feast repository, read through Feast's own objects into :class:`StreamDefinitions`.
+
+The repository is parsed as ``feast apply`` parses it (``feast.repo_operations.parse_repo``:
+every ``.py`` file not excluded by ``.feastignore`` is executed), with no registry written and
+no broker contacted. ``import feast`` takes seconds, so it happens inside :func:`load_definitions`.
+
+Mapping (docs/ARCHITECTURE.md, "Bring your own stream"):
+
+- ``KafkaSource``: the events (the source the stream views read) and the labels (the source the
+  daily views read); fields from its ``message_format`` (:mod:`.schemas`); its tag
+  ``stream_infer.event_id`` names the event id field (required).
+- ``StreamFeatureView`` with ``aggregations``: a :class:`StreamView`, keyed by its one entity's
+  join key, which is the topic's key; each feature named ``Aggregation.resolved_name(window)``
+  (Feast's ``std``/``variance`` normalised to ``stddev``/``var``). Its ``schema`` lists exactly
+  those names: that is what a ``FeatureService`` projects.
+- the same with tags ``stream_infer.kind = daily``, ``stream_infer.delay_days``,
+  ``stream_infer.join_field``: a :class:`DailyView` over the labels source.
+- ``on_demand_feature_view(mode="python")``: an :class:`OnDemandView`; inputs are its request
+  sources' fields (event fields) then its source views' projected features.
+- ``FeatureService``: the model's inputs, projection by projection, in order. Plain
+  ``FeatureView``s are ignored unless a service names them (then refused: nothing computes them).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from stream_infer.errors import DefinitionError
+from stream_infer.streamdef.schemas import avro_fields, json_fields
+from stream_infer.streamdef.spec import (
+    NUMERIC_KINDS,
+    SECONDS_PER_DAY,
+    AggFunction,
+    AggSpec,
+    DailyView,
+    FieldSpec,
+    OnDemandView,
+    SourceSpec,
+    StreamDefinitions,
+    StreamView,
+    ValueKind,
+)
+
+if TYPE_CHECKING:
+    from feast.repo_contents import RepoContents
+
+TAG_PREFIX: Final = "stream_infer."
+EVENT_ID_TAG: Final = "stream_infer.event_id"
+KIND_TAG: Final = "stream_infer.kind"
+DELAY_TAG: Final = "stream_infer.delay_days"
+JOIN_FIELD_TAG: Final = "stream_infer.join_field"
+SOURCE_TAGS: Final = frozenset({EVENT_ID_TAG})
+VIEW_TAGS: Final = frozenset({KIND_TAG, DELAY_TAG, JOIN_FIELD_TAG})
+DAILY: Final = "daily"
+STREAM: Final = "stream"
+
+#: Feast's aggregation function names -> ours (its tiling module's aliases included).
+FUNCTIONS: Final[dict[str, AggFunction]] = {
+    "count": "count",
+    "sum": "sum",
+    "mean": "mean",
+    "avg": "mean",
+    "min": "min",
+    "max": "max",
+    "std": "stddev",
+    "stddev": "stddev",
+    "var": "var",
+    "variance": "var",
+}
+_FEAST_KINDS: Final[dict[str, ValueKind]] = {
+    "Float64": "float64",
+    "Float32": "float64",
+    "Int64": "int64",
+    "Int32": "int64",
+    "String": "string",
+    "Bool": "bool",
+}
+
+
+def load_definitions(repo_dir: Path, service: str | None = None) -> StreamDefinitions:
+    """Read the Feast repository at ``repo_dir`` and the feature service ``service`` (the only
+    one when ``None``).
+
+    Raises:
+        DefinitionError: the repository does not load, or defines something stream-infer
+            refuses (the message names the view, source or service, and the field).
+    """
+    return build_definitions(parse_feast_repo(repo_dir), service)
+
+
+def parse_feast_repo(repo_dir: Path) -> RepoContents:
+    """Feast's parse of the repository, as ``feast apply`` sees it (nothing applied).
+
+    The repository's modules are imported from its folder and forgotten afterwards, so two
+    repositories with files of the same name load side by side in one process.
+
+    Raises:
+        DefinitionError: no ``feature_store.yaml`` there, or a file of it fails to import.
+    """
+    root = repo_dir.resolve()
+    if not (root / "feature_store.yaml").is_file():
+        raise DefinitionError(f"{root} is not a Feast repository (no feature_store.yaml)")
+    from feast.repo_operations import parse_repo
+
+    with _inside(root), warnings.catch_warnings():
+        # Stream and on-demand views warn that they are experimental each time one is built.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            return parse_repo(root)
+        except Exception as exc:  # the user's code: anything can escape it
+            raise DefinitionError(
+                f"the Feast repository {root} does not load: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+@contextmanager
+def _inside(root: Path) -> Iterator[None]:
+    # parse_repo imports each file by its path relative to the working directory.
+    before = set(sys.modules)
+    cwd = os.getcwd()
+    sys.path.insert(0, str(root))
+    os.chdir(root)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(root))
+        for name in set(sys.modules) - before:
+            file = getattr(sys.modules[name], "__file__", None)
+            if file and Path(file).resolve().is_relative_to(root):
+                del sys.modules[name]
+
+
+def build_definitions(repo: RepoContents, service: str | None = None) -> StreamDefinitions:
+    """:class:`StreamDefinitions` from a parsed repository (see :func:`load_definitions`).
+
+    Raises:
+        DefinitionError: as :func:`load_definitions`.
+    """
+    from feast import KafkaSource
+
+    _check_tags(repo)
+    join_keys = {e.name: e.join_key for e in repo.entities}
+    stream_fvs: list[Any] = []
+    daily_fvs: list[Any] = []
+    for view in repo.stream_feature_views:
+        read = view.stream_source
+        if not isinstance(read, KafkaSource):
+            raise DefinitionError(
+                f"stream view {view.name} reads {type(read).__name__} "
+                f"{getattr(read, 'name', '?')}: stream-infer reads Kafka topics "
+                "(use a KafkaSource)"
+            )
+        (daily_fvs if _kind(view) == DAILY else stream_fvs).append(view)
+    if not stream_fvs:
+        raise DefinitionError(
+            "no StreamFeatureView over a KafkaSource: nothing says which topic to read "
+            "and by which key"
+        )
+
+    event_kafka = _one_source(stream_fvs, "stream")
+    key_field = _entity_key(stream_fvs[0], join_keys)
+    for view in stream_fvs[1:]:
+        _check_key(view, _entity_key(view, join_keys), key_field, event_kafka.name)
+    source = _source_spec(event_kafka, key_field)
+
+    label_source: SourceSpec | None = None
+    daily_views: tuple[DailyView, ...] = ()
+    if daily_fvs:
+        label_kafka = _one_source(daily_fvs, "daily")
+        if label_kafka is event_kafka:
+            raise DefinitionError(
+                f"daily view {daily_fvs[0].name} reads the event source {event_kafka.name}: "
+                "daily views read a second (labels) source"
+            )
+        label_key = _entity_key(daily_fvs[0], join_keys)
+        for view in daily_fvs[1:]:
+            _check_key(view, _entity_key(view, join_keys), label_key, label_kafka.name)
+        label_source = _source_spec(label_kafka, label_key)
+        daily_views = tuple(_daily_view(v, source, label_source) for v in daily_fvs)
+
+    stream_views = tuple(_stream_view(v, source) for v in stream_fvs)
+    defined: dict[str, str] = {}  # feature -> the view defining it
+    view_features: dict[str, tuple[str, ...]] = {}
+    for sv in stream_views:
+        _define(defined, view_features, sv.name, [a.feature for a in sv.aggregations])
+    for dv in daily_views:
+        _define(defined, view_features, dv.name, [a.feature for a in dv.aggregations])
+    on_demand = _on_demand_views(repo, source, defined, view_features)
+    inputs, service_name = _service_inputs(repo, service, view_features)
+    return StreamDefinitions(
+        source=source,
+        label_source=label_source,
+        stream_views=stream_views,
+        daily_views=daily_views,
+        on_demand=on_demand,
+        service=service_name,
+        inputs=inputs,
+    )
+
+
+def _check_tags(repo: RepoContents) -> None:
+    from feast import KafkaSource
+
+    objects: list[tuple[str, Any, frozenset[str]]] = [
+        *(
+            ("source", s, SOURCE_TAGS if isinstance(s, KafkaSource) else frozenset())
+            for s in repo.data_sources
+        ),
+        *(("entity", e, frozenset()) for e in repo.entities),
+        *(("view", v, frozenset()) for v in repo.feature_views),
+        *(("stream view", v, VIEW_TAGS) for v in repo.stream_feature_views),
+        *(("on-demand view", v, frozenset()) for v in repo.on_demand_feature_views),
+        *(("feature service", s, frozenset()) for s in repo.feature_services),
+    ]
+    for what, obj, allowed in objects:
+        for tag in getattr(obj, "tags", None) or {}:
+            if tag.startswith(TAG_PREFIX) and tag not in allowed:
+                known = ", ".join(sorted(allowed)) or "none"
+                raise DefinitionError(f"{what} {obj.name}: unknown tag {tag} (known here: {known})")
+
+
+def _kind(view: Any) -> str:
+    kind = view.tags.get(KIND_TAG, STREAM)
+    if kind not in (STREAM, DAILY):
+        raise DefinitionError(
+            f"stream view {view.name}: tag {KIND_TAG} is {kind!r} (use {STREAM!r} or {DAILY!r})"
+        )
+    if kind == STREAM:
+        for tag in (DELAY_TAG, JOIN_FIELD_TAG):
+            if tag in view.tags:
+                raise DefinitionError(
+                    f"stream view {view.name}: tag {tag} is for daily views ({KIND_TAG} = {DAILY})"
+                )
+    return str(kind)
+
+
+def _one_source(views: list[Any], kind: str) -> Any:
+    first = views[0].stream_source
+    for view in views[1:]:
+        if view.stream_source.name != first.name:
+            raise DefinitionError(
+                f"{kind} view {view.name} reads {view.stream_source.name}, {views[0].name} reads "
+                f"{first.name}: every {kind} view reads one topic"
+            )
+    return first
+
+
+def _entity_key(view: Any, join_keys: Mapping[str, str]) -> str:
+    if len(view.entities) != 1:
+        raise DefinitionError(
+            f"stream view {view.name}: needs exactly one entity (has {len(view.entities)})"
+        )
+    return join_keys[view.entities[0]]
+
+
+def _check_key(view: Any, key: str, topic_key: str, source: str) -> None:
+    if key != topic_key:
+        raise DefinitionError(
+            f"stream view {view.name}: entity {view.entities[0]} (join key {key}) is not the "
+            f"key of topic {source} ({topic_key}); a view aggregates by the topic's key"
+        )
+
+
+def _source_spec(kafka: Any, key_field: str) -> SourceSpec:
+    from feast.data_format import AvroFormat, JsonFormat
+
+    options = kafka.kafka_options
+    fmt = options.message_format
+    if isinstance(fmt, JsonFormat):
+        fields, schema_text = json_fields(
+            fmt.schema_json, source=kafka.name, timestamp_field=kafka.timestamp_field
+        )
+        kind = "json"
+    elif isinstance(fmt, AvroFormat):
+        fields = avro_fields(
+            fmt.schema_json, source=kafka.name, timestamp_field=kafka.timestamp_field
+        )
+        schema_text, kind = fmt.schema_json, "avro"
+    else:
+        raise DefinitionError(
+            f"source {kafka.name}: message format {type(fmt).__name__} is not supported "
+            "(use JsonFormat or AvroFormat)"
+        )
+    names = {f.name for f in fields}
+    event_id = kafka.tags.get(EVENT_ID_TAG)
+    if not event_id:
+        raise DefinitionError(
+            f"source {kafka.name}: tag {EVENT_ID_TAG} is missing (name the field that identifies "
+            "an event; re-deliveries are recognised by it)"
+        )
+    for role, name in (("event id field", event_id), ("key (entity join key)", key_field)):
+        if name not in names:
+            raise DefinitionError(
+                f"source {kafka.name}: its {role} {name} is not a field of its schema"
+            )
+    return SourceSpec(
+        name=kafka.name,
+        topic=options.topic,
+        key_field=key_field,
+        timestamp_field=kafka.timestamp_field,
+        event_id_field=event_id,
+        fields=fields,
+        format=kind,  # type: ignore[arg-type]
+        schema_text=schema_text,
+    )
+
+
+def _aggregations(view: Any, source: SourceSpec, *, daily: bool) -> tuple[AggSpec, ...]:
+    what = "daily view" if daily else "stream view"
+    if not view.aggregations:
+        raise DefinitionError(f"{what} {view.name}: has no aggregations")
+    if view.timestamp_field != source.timestamp_field:
+        raise DefinitionError(
+            f"{what} {view.name}: timestamp_field {view.timestamp_field} is not its source's "
+            f"({source.timestamp_field})"
+        )
+    specs = []
+    for agg in view.aggregations:
+        feature = agg.resolved_name(agg.time_window)
+        where = f"{what} {view.name}, feature {feature}"
+        function = FUNCTIONS.get(agg.function)
+        if function is None:
+            raise DefinitionError(
+                f"{where}: aggregation function {agg.function!r} is not supported "
+                f"(use one of {', '.join(sorted(FUNCTIONS))})"
+            )
+        window = agg.time_window
+        if window is None or window <= timedelta(0) or window % timedelta(seconds=1):
+            raise DefinitionError(f"{where}: needs a time_window of whole seconds (has {window})")
+        if agg.slide_interval not in (None, window):
+            raise DefinitionError(
+                f"{where}: slide_interval {agg.slide_interval} is not its time_window: "
+                "stream-infer evaluates sliding windows at each event, not hopping ones"
+            )
+        window_s = int(window.total_seconds())
+        if daily and window_s % SECONDS_PER_DAY:
+            raise DefinitionError(f"{where}: the window {window} is not a whole number of days")
+        try:
+            kind = source.field(agg.column).kind
+        except KeyError:
+            raise DefinitionError(
+                f"{where}: column {agg.column} is not a field of source {source.name}"
+            ) from None
+        if function != "count" and kind not in NUMERIC_KINDS:
+            raise DefinitionError(
+                f"{where}: {agg.function} over column {agg.column}, which is {kind}, not a number"
+            )
+        specs.append(
+            AggSpec(feature=feature, column=agg.column, function=function, window_s=window_s)
+        )
+    listed = [f.name for f in view.features]
+    names = [s.feature for s in specs]
+    if sorted(listed) != sorted(names):
+        only_schema = sorted(set(listed) - set(names))
+        only_aggs = sorted(set(names) - set(listed))
+        raise DefinitionError(
+            f"{what} {view.name}: its schema must list exactly its aggregations' feature names "
+            f"(a feature service projects the schema): in the schema only {only_schema}, "
+            f"in the aggregations only {only_aggs}"
+        )
+    return tuple(specs)
+
+
+def _stream_view(view: Any, source: SourceSpec) -> StreamView:
+    return StreamView(
+        name=view.name,
+        source=source.name,
+        entity=source.key_field,
+        aggregations=_aggregations(view, source, daily=False),
+    )
+
+
+def _daily_view(view: Any, events: SourceSpec, labels: SourceSpec) -> DailyView:
+    tags = view.tags
+    for tag in (DELAY_TAG, JOIN_FIELD_TAG):
+        if tag not in tags:
+            raise DefinitionError(f"daily view {view.name}: tag {tag} is missing")
+    delay = tags[DELAY_TAG]
+    if not delay.isdigit():
+        raise DefinitionError(
+            f"daily view {view.name}: tag {DELAY_TAG} is {delay!r}, not a whole number of days"
+        )
+    join_field = tags[JOIN_FIELD_TAG]
+    if join_field not in {f.name for f in events.fields}:
+        raise DefinitionError(
+            f"daily view {view.name}: tag {JOIN_FIELD_TAG} names {join_field}, which is not a "
+            f"field of the events ({events.name})"
+        )
+    return DailyView(
+        name=view.name,
+        source=labels.name,
+        entity=labels.key_field,
+        join_field=join_field,
+        delay_days=int(delay),
+        aggregations=_aggregations(view, labels, daily=True),
+    )
+
+
+def _define(
+    defined: dict[str, str], view_features: dict[str, tuple[str, ...]], view: str, names: list[str]
+) -> None:
+    for name in names:
+        if name in defined:
+            raise DefinitionError(
+                f"feature {name} is defined twice: by view {defined[name]} and by view {view}"
+            )
+        defined[name] = view
+    view_features[view] = tuple(names)
+
+
+def _on_demand_views(
+    repo: RepoContents,
+    source: SourceSpec,
+    defined: dict[str, str],
+    view_features: dict[str, tuple[str, ...]],
+) -> tuple[OnDemandView, ...]:
+    event_fields = {f.name for f in source.fields}
+    pending = list(repo.on_demand_feature_views)
+    done: list[OnDemandView] = []
+    # An on-demand view may read another's outputs: take them in dependency order.
+    while pending:
+        ready = [
+            o
+            for o in pending
+            if all(p.name in view_features for p in o.source_feature_view_projections.values())
+        ]
+        if not ready:
+            names = ", ".join(o.name for o in pending)
+            missing = sorted(
+                {p.name for o in pending for p in o.source_feature_view_projections.values()}
+                - set(view_features)
+                - {o.name for o in pending}
+            )
+            raise DefinitionError(
+                f"on-demand views {names}: read views stream-infer does not compute "
+                f"({', '.join(missing) or 'a cycle between them'})"
+            )
+        for odfv in ready:
+            pending.remove(odfv)
+            view = _on_demand_view(odfv, event_fields, view_features)
+            _define(defined, view_features, view.name, [o.name for o in view.outputs])
+            done.append(view)
+    return tuple(done)
+
+
+def _on_demand_view(
+    odfv: Any, event_fields: set[str], view_features: Mapping[str, tuple[str, ...]]
+) -> OnDemandView:
+    where = f"on-demand view {odfv.name}"
+    mode = getattr(odfv.mode, "value", odfv.mode)
+    if mode != "python" or getattr(odfv, "singleton", False):
+        raise DefinitionError(
+            f"{where}: mode {mode!r}{' (singleton)' if getattr(odfv, 'singleton', False) else ''} "
+            "is not supported: use mode='python' (whole columns in, whole columns out)"
+        )
+    inputs: list[str] = []
+    for request in odfv.source_request_sources.values():
+        for f in request.schema:
+            if f.name not in event_fields:
+                raise DefinitionError(
+                    f"{where}: request field {f.name} (of {request.name}) is not an event field"
+                )
+            inputs.append(f.name)
+    for projection in odfv.source_feature_view_projections.values():
+        known = view_features[projection.name]
+        for f in projection.features:
+            if f.name not in known:
+                raise DefinitionError(
+                    f"{where}: reads {projection.name}.{f.name}, which that view does not define"
+                )
+            inputs.append(f.name)
+    outputs = []
+    for f in odfv.features:
+        kind = _FEAST_KINDS.get(str(f.dtype))
+        if kind is None:
+            raise DefinitionError(f"{where}, feature {f.name}: type {f.dtype} is not supported")
+        outputs.append(FieldSpec(f.name, kind))
+    udf = getattr(odfv.feature_transformation, "udf", None)
+    if not callable(udf):
+        raise DefinitionError(f"{where}: has no python function")
+    return OnDemandView(name=odfv.name, inputs=tuple(inputs), outputs=tuple(outputs), function=udf)
+
+
+def _service_inputs(
+    repo: RepoContents, service: str | None, view_features: Mapping[str, tuple[str, ...]]
+) -> tuple[tuple[str, ...], str]:
+    services = {s.name: s for s in repo.feature_services}
+    if service is None:
+        if len(services) != 1:
+            raise DefinitionError(
+                f"the repository has {len(services)} feature services "
+                f"({', '.join(sorted(services)) or 'none'}): name the model's one"
+            )
+        (chosen,) = services.values()
+    elif service in services:
+        chosen = services[service]
+    else:
+        raise DefinitionError(
+            f"no feature service {service} in the repository "
+            f"(it has: {', '.join(sorted(services)) or 'none'})"
+        )
+    inputs: list[str] = []
+    for projection in chosen.feature_view_projections:
+        known = view_features.get(projection.name, ())
+        for f in projection.features:
+            if f.name not in known:
+                raise DefinitionError(
+                    f"feature service {chosen.name} names {projection.name}.{f.name}, which no "
+                    "stream, daily or on-demand view defines"
+                )
+            if f.name in inputs:
+                raise DefinitionError(f"feature service {chosen.name} names {f.name} twice")
+            inputs.append(f.name)
+    return tuple(inputs), str(chosen.name)
