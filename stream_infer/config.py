@@ -178,6 +178,18 @@ class TopicSettings(_Frozen):
     partitions: int | None = Field(
         default=None, ge=1, description="override every spec's partition count (tests)"
     )
+    replication_factor: int = Field(
+        default=3,
+        ge=1,
+        description="replicas of every topic `topics apply` creates; a one-node (embedded or "
+        "test) broker needs 1",
+    )
+    min_insync_replicas: int = Field(
+        default=2,
+        ge=1,
+        description="min.insync.replicas of every topic created: an acks=all write needs this "
+        "many replicas in sync, so one broker may fail without losing an acknowledged record",
+    )
 
 
 class BatchSettings(_Frozen):
@@ -466,10 +478,15 @@ class Settings(BaseSettings):
         description="an existing cluster to use instead of the embedded broker",
     )
 
-    def with_bootstrap(self, bootstrap: str) -> Settings:
-        """A copy pointing every Kafka client at ``bootstrap``."""
+    def with_bootstrap(self, bootstrap: str, *, single_node: bool = False) -> Settings:
+        """A copy pointing every Kafka client at ``bootstrap``; ``single_node`` (an embedded
+        or test broker) also makes every topic it creates one replica with min.insync 1."""
         kafka = self.kafka.model_copy(update={"bootstrap_servers": bootstrap})
-        return self.model_copy(update={"kafka": kafka})
+        update: dict[str, Any] = {"kafka": kafka}
+        if single_node:
+            replicas = {"replication_factor": 1, "min_insync_replicas": 1}
+            update["topics"] = self.topics.model_copy(update=replicas)
+        return self.model_copy(update=update)
 
     def resolved_bootstrap(self) -> str | None:
         """``KAFKA_BOOTSTRAP`` wins over ``kafka.bootstrap_servers``; None = embedded broker."""

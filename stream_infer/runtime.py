@@ -128,8 +128,18 @@ def build_worker(
     model: LoadedModel | None = None,
     terminal_rows: TerminalRows | None = None,
 ) -> ScoringWorker:
-    """A worker wired to real Kafka clients; metrics served if enabled."""
+    """A worker wired to real Kafka clients; metrics served if enabled.
+
+    Raises:
+        ConfigError: its input, output or dead-letter topic is missing or breaks
+            co-partitioning (:func:`~stream_infer.kafka.topics.check_worker_topics`).
+    """
     from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    from stream_infer.kafka.topics import check_worker_topics
+
+    check_worker_topics(AdminClient(settings.kafka.client_config()), settings)
 
     metrics = WorkerMetrics()
     live = None if model is not None else build_live_models(settings, metrics, worker_id())
@@ -233,7 +243,7 @@ def kafka_cluster(settings: Settings) -> Iterator[Settings]:
         yield settings.with_bootstrap(bootstrap)
         return
     with EmbeddedBroker(settings.kafka.embedded_broker) as broker:
-        yield settings.with_bootstrap(broker.bootstrap)
+        yield settings.with_bootstrap(broker.bootstrap, single_node=True)
 
 
 def apply_topics(settings: Settings) -> list[Any]:

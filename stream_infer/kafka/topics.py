@@ -8,6 +8,13 @@ Every spec states ``max.message.bytes``, and it must equal ``kafka.message_max_b
 limit from the topics through the producer and consumer to the dead letters (the chain is
 documented in topics/transactions.toml and :mod:`stream_infer.kafka.clients`). An existing topic
 whose broker-side ``max.message.bytes`` differs, or is not set explicitly, is reported as drift.
+
+Replication is a setting, not a spec: ``topics.replication_factor`` (3) and
+``topics.min_insync_replicas`` (2) apply to every topic created, so one broker may fail without
+losing an acknowledged (acks=all) record; a one-node broker gets 1 and 1.
+
+:func:`check_worker_topics` is the worker's start-up check: its input, output and dead-letter
+topics must exist (clients never auto-create topics) and keep co-partitioning.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ Action = Literal["created", "exists", "drift"]
 
 #: The topic config every spec must state (the size chain's first link).
 MAX_MESSAGE_BYTES = "max.message.bytes"
+MIN_INSYNC_REPLICAS = "min.insync.replicas"
 
 
 @dataclass(frozen=True)
@@ -54,13 +62,19 @@ class TopicResult:
 
 
 def load_specs(
-    specs_dir: Path, partitions: int | None = None, rename: Mapping[str, str] | None = None
+    specs_dir: Path,
+    partitions: int | None = None,
+    rename: Mapping[str, str] | None = None,
+    replication_factor: int = 1,
+    min_insync_replicas: int | None = None,
 ) -> list[TopicSpec]:
     """Read every ``*.toml`` spec.
 
     Args:
         partitions: override every spec's partition count (tests, small demos).
         rename: map spec names to the configured topic names (per-test topics).
+        replication_factor: every topic's replicas (``topics.replication_factor``).
+        min_insync_replicas: every topic's ``min.insync.replicas`` unless its spec states one.
 
     Raises:
         ConfigError: a spec is malformed, does not state a positive ``max.message.bytes``, or
@@ -74,12 +88,15 @@ def load_specs(
     for path in files:
         try:
             raw = tomllib.loads(path.read_text())
+            config = {str(k): str(v) for k, v in raw.get("config", {}).items()}
+            if min_insync_replicas is not None:
+                config.setdefault(MIN_INSYNC_REPLICAS, str(min_insync_replicas))
             specs.append(
                 TopicSpec(
                     name=rename.get(raw["name"], raw["name"]),
                     partitions=partitions or int(raw["partitions"]),
-                    replication_factor=int(raw.get("replication_factor", 1)),
-                    config={str(k): str(v) for k, v in raw.get("config", {}).items()},
+                    replication_factor=replication_factor,
+                    config=config,
                     co_partitioned_with=tuple(
                         rename.get(n, n) for n in raw.get("co_partitioned_with", ())
                     ),
@@ -113,7 +130,14 @@ def specs_for(settings: Any) -> list[TopicSpec]:
         "transactions-dlq": t.dead_letter,
         "model-control": t.model_control,
     }
-    specs = load_specs(Path(t.specs_dir), t.partitions, rename)
+    if t.min_insync_replicas > t.replication_factor:
+        raise ConfigError(
+            f"topics.min_insync_replicas={t.min_insync_replicas} exceeds "
+            f"topics.replication_factor={t.replication_factor}: no acks=all write could succeed"
+        )
+    specs = load_specs(
+        Path(t.specs_dir), t.partitions, rename, t.replication_factor, t.min_insync_replicas
+    )
     limit = settings.kafka.message_max_bytes
     for spec in specs:
         if spec.max_message_bytes != limit:
@@ -152,10 +176,8 @@ def apply(admin: Any, specs: Sequence[TopicSpec], timeout_s: float = 15.0) -> li
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import NewTopic
 
-    existing = {
-        name: len(meta.partitions)
-        for name, meta in admin.list_topics(timeout=timeout_s).topics.items()
-    }
+    metadata = admin.list_topics(timeout=timeout_s).topics
+    existing = {name: len(meta.partitions) for name, meta in metadata.items()}
     # Check against what will exist after creation, before creating anything.
     planned = {s.name: existing.get(s.name, s.partitions) for s in specs}
     check_co_partitioning(planned, specs)
@@ -186,6 +208,14 @@ def apply(admin: Any, specs: Sequence[TopicSpec], timeout_s: float = 15.0) -> li
         drift = []
         if have != spec.partitions:
             drift.append(f"spec says {spec.partitions} partitions")
+        # Tansu names no replicas in its metadata: nothing to compare there.
+        replicas = min(
+            (len(p.replicas) for p in metadata[spec.name].partitions.values()), default=0
+        )
+        if replicas and replicas != spec.replication_factor:
+            drift.append(
+                f"{replicas} replicas, topics.replication_factor is {spec.replication_factor}"
+            )
         if limits.get(spec.name) != str(spec.max_message_bytes):
             drift.append(
                 f"{MAX_MESSAGE_BYTES} is {limits.get(spec.name) or 'not set'}, "
@@ -237,3 +267,47 @@ def wait_for_topics(admin: Any, names: Sequence[str], timeout_s: float = 15.0) -
         if time.monotonic() > deadline:
             raise ConfigError(f"topics {list(names)} not ready after {timeout_s}s")
         time.sleep(0.05)
+
+
+def check_worker_topics(admin: Any, settings: Any, timeout_s: float = 15.0) -> dict[str, int]:
+    """The worker's start-up check: its input, output and dead-letter topics exist, and the
+    outputs have as many partitions as the input (a score of input partition p goes to output
+    partition p). Returns each topic's partition count.
+
+    Args:
+        admin: a ``confluent_kafka.admin.AdminClient``; ``settings``: a Settings.
+
+    Raises:
+        ConfigError: a topic is missing or breaks co-partitioning (the message names it and
+            says how to fix it).
+        FatalError: the cluster did not answer a metadata request within ``timeout_s``.
+    """
+    from confluent_kafka import KafkaException
+
+    from stream_infer.errors import FatalError
+
+    t = settings.topics
+    names = [t.transactions, t.scores, t.scores_shadow, t.dead_letter]
+    try:
+        topics = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise FatalError(
+            f"the cluster at {settings.kafka.bootstrap_servers} did not list its topics: {exc}"
+        ) from exc
+    counts: dict[str, int] = {}
+    for name in names:
+        meta = topics.get(name)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise ConfigError(
+                f"topic {name!r} does not exist (clients never auto-create topics): create it "
+                "with `stream-infer topics apply`"
+            )
+        counts[name] = len(meta.partitions)
+    for output in (t.scores, t.scores_shadow):
+        if counts[output] != counts[t.transactions]:
+            raise ConfigError(
+                f"topic {output!r} has {counts[output]} partitions but the input "
+                f"{t.transactions!r} has {counts[t.transactions]}: they must match (the score "
+                "of input partition p goes to output partition p)"
+            )
+    return counts

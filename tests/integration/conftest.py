@@ -1,6 +1,7 @@
 """Real-broker fixtures: one broker per session, fresh topics and group per test.
 
-``KAFKA_BOOTSTRAP`` set: use that cluster. Otherwise start Tansu (and noida-db on demand).
+``KAFKA_BOOTSTRAP`` set: use that cluster. Otherwise start Tansu, and on demand one Apache
+Kafka node for the session (``apache_kafka``: what only a real Kafka shows; marker ``apache``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from stream_infer.config import Settings, load_settings
+from stream_infer.kafka.apache import ApacheKafka
 from stream_infer.kafka.broker import EmbeddedBroker
 
 from .redis_server import RedisServer, redis_server_binary
@@ -22,11 +24,15 @@ REPO = Path(__file__).resolve().parents[2]
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.integration)
+        if {"apache_kafka", "apache_node"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.apache)
 
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
-    return load_settings(topics={"specs_dir": REPO / "topics"})
+    # Every broker the tests use has one node: one replica, min.insync 1.
+    topics = {"specs_dir": REPO / "topics", "replication_factor": 1, "min_insync_replicas": 1}
+    return load_settings(topics=topics)
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +45,30 @@ def kafka_bootstrap(base_settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def noida_broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker("noida") as broker:
-        yield broker
+def _apache_session(base_settings: Settings) -> Iterator[ApacheKafka | None]:
+    if base_settings.kafka_bootstrap:
+        yield None
+        return
+    with ApacheKafka() as node:
+        yield node
+
+
+@pytest.fixture(scope="session")
+def apache_kafka(base_settings: Settings, _apache_session: ApacheKafka | None) -> str:
+    """An Apache Kafka bootstrap: ``KAFKA_BOOTSTRAP``'s cluster, else one KRaft node started
+    once for the session (tests share it through unique topics and groups)."""
+    if _apache_session is None:
+        assert base_settings.kafka_bootstrap is not None
+        return base_settings.kafka_bootstrap
+    return _apache_session.bootstrap
+
+
+@pytest.fixture
+def apache_node(_apache_session: ApacheKafka | None) -> ApacheKafka:
+    """The session's Apache Kafka node itself, for tests that restart it."""
+    if _apache_session is None:
+        pytest.skip("KAFKA_BOOTSTRAP names a cluster this test cannot restart")
+    return _apache_session
 
 
 def make_test_settings(
@@ -58,6 +85,8 @@ def make_test_settings(
         "model_control": f"model-control-{suffix}",
         "specs_dir": str(base.topics.specs_dir),
         "partitions": partitions,
+        "replication_factor": base.topics.replication_factor,
+        "min_insync_replicas": base.topics.min_insync_replicas,
     }
     data: dict[str, object] = {
         "kafka": {"bootstrap_servers": bootstrap},

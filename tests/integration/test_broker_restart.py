@@ -1,4 +1,4 @@
-"""A broker restart mid-stream (noida-db keeps its data; Tansu would not): nothing is lost."""
+"""An Apache Kafka restart mid-stream (it keeps its data; Tansu would not): nothing is lost."""
 
 from __future__ import annotations
 
@@ -7,24 +7,21 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
-import pytest
 
 from stream_infer.config import Settings
-from stream_infer.kafka.broker import EmbeddedBroker
+from stream_infer.kafka.apache import ApacheKafka
 
 from .conftest import make_test_settings
 from .kafka_io import make_transactions, produce, read_topic, setup_topics
 from .processes import WorkerProcess
 
-pytestmark = pytest.mark.noida
-
 
 def test_worker_survives_a_broker_restart_and_loses_nothing(
-    base_settings: Settings, noida_broker: EmbeddedBroker, tmp_path: Path, model_registry: Path
+    base_settings: Settings, apache_node: ApacheKafka, tmp_path: Path, model_registry: Path
 ) -> None:
     settings = make_test_settings(
         base_settings,
-        noida_broker.bootstrap,
+        apache_node.bootstrap,
         tmp_path,
         model={"registry_dir": str(model_registry)},
     )
@@ -35,7 +32,7 @@ def test_worker_survives_a_broker_restart_and_loses_nothing(
         worker.wait_for("assigned [")
         produce(settings, settings.topics.transactions, events[:3000])
         read_topic(settings, settings.topics.scores, lambda r: len(r) >= 1000)
-        noida_broker.restart()
+        apache_node.restart()
         sender = threading.Thread(
             target=produce, args=(settings, settings.topics.transactions, events[3000:])
         )

@@ -1,18 +1,15 @@
 """`stream-infer lag` and its exporter against a real broker and real workers: with the
 workers stopped and N more events produced, both report a lag of exactly N, lag seconds equal
 to the age of each partition's oldest waiting event, and STOP; with a worker running again,
-lag falls to 0 and the status returns to OK. noida-db reads log-end offsets by ListOffsets,
-Tansu (which answers ListOffsets wrongly) by the fetch high watermark."""
+lag falls to 0 and the status returns to OK. On Apache Kafka log-end offsets are read by
+ListOffsets; on Tansu (which answers ListOffsets wrongly) by the fetch high watermark."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import pytest
-
 from stream_infer.config import Settings
-from stream_infer.kafka.broker import EmbeddedBroker
 
 from .conftest import make_test_settings
 from .kafka_io import make_transactions, produce, read_topic, setup_topics
@@ -158,10 +155,9 @@ def test_lag_on_tansu_by_fetch_high_watermark(
     _lag_falls_to_zero_and_recovers(settings, tmp_path, "fetch")
 
 
-@pytest.mark.noida
-def test_lag_on_noida_by_list_offsets(
-    base_settings: Settings, noida_broker: EmbeddedBroker, tmp_path: Path, model_registry: Path
+def test_lag_on_apache_kafka_by_list_offsets(
+    base_settings: Settings, apache_kafka: str, tmp_path: Path, model_registry: Path
 ) -> None:
-    settings = _settings(base_settings, noida_broker.bootstrap, tmp_path, model_registry)
+    settings = _settings(base_settings, apache_kafka, tmp_path, model_registry)
     setup_topics(settings)
     _lag_falls_to_zero_and_recovers(settings, tmp_path, "listoffsets")

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import orjson
 import pandas as pd
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 from pydantic import SecretStr
 
 from stream_infer.config import Settings
 from stream_infer.features.definitions import CUSTOMER_FEATURES
 from stream_infer.features.offline import compute_features, customer_feature_rows
-from stream_infer.kafka.broker import EmbeddedBroker
 
 from .conftest import make_test_settings
 from .kafka_io import make_transactions, produce, read_topic, setup_topics
@@ -106,60 +104,22 @@ def _committed_total(settings: Settings, partitions: int = 3) -> int:
         consumer.close()
 
 
-def _stuck_open_transaction(committed: list, uncommitted: list, missing: set[str]) -> str | None:
-    """Why ``missing`` is the broker's doing, or None when it is not.
-
-    noida-db 0.2.3 sometimes answers the restarted instance's InitProducerId with the next
-    epoch at once *without aborting* the killed instance's open transaction (librdkafka's
-    ``debug=eos`` log shows PID{1000, epoch 0} -> PID{1000, epoch 1} with no
-    CONCURRENT_TRANSACTIONS wait; the killed epoch's partitions were registered and its records
-    written), and it has no transaction timeout, so that transaction stays open for ever and
-    the last stable offset of each partition it touched never moves past its first record.
-    Apache Kafka aborts the open transaction before it completes InitProducerId (KIP-98). The
-    signature: every missing score was written (it is in the read_uncommitted log) and every
-    copy of it lies past the last record a read_committed reader sees on its partition. A
-    score that was aborted and never written again (a real loss) lies *before* visible
-    records and is not excused.
-    """
-    last_visible: dict[int, int] = {}
-    for m in committed:
-        last_visible[m.partition()] = max(last_visible.get(m.partition(), -1), m.offset())
-    copies: dict[str, list[tuple[int, int]]] = {}
-    for m in uncommitted:
-        tid = orjson.loads(m.value())["transaction_id"]
-        if tid in missing:
-            copies.setdefault(tid, []).append((m.partition(), m.offset()))
-    if set(copies) != missing:
-        return None  # some missing score was never written at all: ours
-    for places in copies.values():
-        if any(offset <= last_visible.get(p, -1) for p, offset in places):
-            return None  # aborted, then never written again: ours
-    stuck = {p: last_visible.get(p, -1) + 1 for places in copies.values() for p, _ in places}
-    return (
-        f"noida-db left the killed instance's transaction open: {len(missing)} scores are "
-        f"written but behind a last stable offset stuck at {dict(sorted(stuck.items()))}"
-    )
-
-
-@pytest.mark.noida
-def test_exactly_once_survives_two_sigkills_without_duplicates(
-    base_settings: Settings, noida_broker: EmbeddedBroker, tmp_path: Path, model_registry: Path
+def test_exactly_once_survives_two_sigkills_without_loss_or_duplicates(
+    base_settings: Settings, apache_kafka: str, tmp_path: Path, model_registry: Path
 ) -> None:
     settings = make_test_settings(
         base_settings,
-        noida_broker.bootstrap,
+        apache_kafka,
         tmp_path,
         model={"registry_dir": str(model_registry)},
         worker={
             "processing_guarantee": "exactly-once",
             # One replica restarted in place: static membership hands its partitions straight
-            # back (noida-db never evicts a SIGKILLed dynamic member), and the same
-            # transactional.id fences the killed instance's open transaction.
+            # back (no wait for the killed member's session to expire), and the same
+            # transactional.id makes Kafka abort the killed instance's open transaction before
+            # the successor's InitProducerId completes (KIP-98). input_isolation stays
+            # read_committed, the default: the successor waits for those offsets to settle.
             "instance_id": "replica-0",
-            # noida-db never settles the transactional offsets of a fenced instance, so a
-            # read_committed consumer (KIP-447 require_stable) would wait on them for ever;
-            # the input here is not transactional and the fencing already happened.
-            "input_isolation": "read_uncommitted",
             "emit_features": True,
         },
     )
@@ -218,11 +178,7 @@ def test_exactly_once_survives_two_sigkills_without_duplicates(
             expected = float(want.loc[s["transaction_id"], name])
             assert abs(s["features"][name] - expected) <= TOLERANCE, (s["transaction_id"], name)
     missing = {e["transaction_id"] for e in events} - set(ids)
-    if missing:
-        everything = read_topic(settings, settings.topics.scores, lambda r: False, timeout_s=8)
-        excuse = _stuck_open_transaction(scores, everything, missing)
-        assert excuse is not None, f"{len(missing)} scores lost, e.g. {sorted(missing)[:5]}"
-        pytest.xfail(excuse)
+    assert not missing, f"{len(missing)} scores lost, e.g. {sorted(missing)[:5]}"
 
 
 def test_a_worker_joining_mid_stream_rebalances_and_loses_nothing(

@@ -53,7 +53,7 @@ class _Admin:
         self.created: list[Any] = []
 
     def list_topics(self, timeout: float) -> Any:
-        part = SimpleNamespace(leader=1)
+        part = SimpleNamespace(leader=1, replicas=[])  # Tansu names no replicas
         return SimpleNamespace(
             topics={
                 n: SimpleNamespace(partitions=dict.fromkeys(range(c), part), error=None)
