@@ -68,7 +68,7 @@ def features_apply(ctx: click.Context) -> None:
     from stream_infer.features.feast_repo import apply
 
     settings = _settings(ctx)
-    redis = settings.redis.url.get_secret_value() if settings.redis.url else None
+    redis = settings.redis if settings.redis.enabled else None
     store = apply(settings.features.repo_dir, redis)
     views = [v.name for v in store.list_feature_views()]
     click.echo(f"applied project {store.project}: views {views}")

@@ -292,14 +292,97 @@ class MetricsSettings(_Frozen):
 
 
 class RedisSettings(_Frozen):
-    """Online store / cache. ``url`` None means the embedded SQLite defaults."""
+    """Online store / cache. Redis is used when ``url`` is set (``mode`` cluster: ``url`` is a
+    seed node) or ``mode`` is ``sentinel``; otherwise the embedded SQLite defaults.
 
-    url: SecretStr | None = None
-    key_prefix: str = Field(default="si", description="namespace for every key we write")
+    Credentials and TLS are typed fields (``username``, ``password``, ``tls_*``); a ``rediss://``
+    URL turns TLS on as ``tls`` does. Checked at start: a missing certificate file, TLS files
+    with TLS off, a sentinel mode without sentinels... each refuse to start naming the field.
+    """
+
+    url: SecretStr | None = Field(
+        default=None, description="redis://[user:password@]host[:port][/db] or rediss://..."
+    )
+    mode: Literal["standalone", "sentinel", "cluster"] = "standalone"
+    username: str | None = Field(default=None, description="ACL user (wins over the URL's)")
+    password: SecretStr | None = Field(default=None, description="wins over the URL's")
+    tls: bool = Field(default=False, description="TLS (also on for a rediss:// URL)")
+    tls_ca_file: Path | None = Field(default=None, description="CA bundle that signs the server")
+    tls_cert_file: Path | None = Field(default=None, description="client certificate (mTLS)")
+    tls_key_file: Path | None = Field(default=None, description="its private key")
+    tls_key_password: SecretStr | None = None
+    tls_verify: Literal["required", "none"] = Field(
+        default="required", description="none: accept any server certificate (tests only)"
+    )
+    tls_check_hostname: bool = True
+    sentinels: tuple[str, ...] = Field(default=(), description="sentinel mode: host:port list")
+    sentinel_master: str = Field(default="mymaster", description="the monitored master's name")
+    sentinel_username: str | None = None
+    sentinel_password: SecretStr | None = None
+    cluster_nodes: tuple[str, ...] = Field(
+        default=(), description="cluster mode: more seed nodes (host:port) besides the URL's"
+    )
+    key_prefix: str = Field(
+        default="si",
+        pattern=r"^[^{}\s]+$",
+        description="namespace for every key we write (no braces: they are hash tags)",
+    )
     socket_timeout_s: float = Field(
         default=1.0, gt=0, description="one call's bound: an unanswering Redis fails fast"
     )
     connect_timeout_s: float = Field(default=1.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether state lives in Redis (else the embedded SQLite files)."""
+        return self.url is not None or self.mode == "sentinel"
+
+    @property
+    def tls_enabled(self) -> bool:
+        url = self.url.get_secret_value() if self.url is not None else ""
+        return self.tls or url.startswith("rediss://")
+
+    @model_validator(mode="after")
+    def _check(self) -> RedisSettings:
+        from urllib.parse import urlsplit
+
+        def bad(msg: str) -> ValueError:
+            return ValueError(f"redis settings: {msg}")
+
+        url = self.url.get_secret_value() if self.url is not None else None
+        if url is not None:
+            parts = urlsplit(url)
+            schemes = ("redis", "rediss") + (("unix",) if self.mode == "standalone" else ())
+            if parts.scheme not in schemes:
+                raise bad(f"redis.url must start with {' or '.join(s + '://' for s in schemes)}")
+            if self.mode == "cluster" and parts.path.strip("/") not in ("", "0"):
+                raise bad("redis.url: a Redis Cluster has database 0 only")
+        if self.mode == "cluster" and url is None:
+            raise bad("redis.mode=cluster needs redis.url (a seed node)")
+        if self.mode == "sentinel" and not self.sentinels:
+            raise bad("redis.mode=sentinel needs redis.sentinels (host:port, ...)")
+        for field in ("sentinels", "cluster_nodes"):
+            for node in getattr(self, field):
+                host, _, port = node.rpartition(":")
+                if not host or not port.isdigit():
+                    raise bad(f"redis.{field}: {node!r} is not host:port")
+        if self.sentinels and self.mode != "sentinel":
+            raise bad("redis.sentinels is set but redis.mode is not sentinel")
+        if self.cluster_nodes and self.mode != "cluster":
+            raise bad("redis.cluster_nodes is set but redis.mode is not cluster")
+        for field in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(self, field)
+            if path is None:
+                continue
+            if not self.tls_enabled:
+                raise bad(f"redis.{field} is set but TLS is off (rediss:// or redis.tls=true)")
+            if not path.is_file():
+                raise bad(f"redis.{field}: no such file {str(path)!r}")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise bad("redis.tls_cert_file and redis.tls_key_file go together (mTLS)")
+        if self.tls_key_password is not None and self.tls_key_file is None:
+            raise bad("redis.tls_key_password is set without redis.tls_key_file")
+        return self
 
 
 class ServeSettings(_Frozen):

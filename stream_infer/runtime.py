@@ -88,7 +88,7 @@ def build_features(settings: Settings, *, read_only: bool = False) -> FeatureCom
     ``read_only``: the sidecar's view: reload customers per call, never write.
     """
     f = settings.features
-    stores = open_state(settings)
+    stores = open_state(settings, "read" if read_only else "write")
     terminals = CachedTerminalRows(
         stores.terminals, max_entries=f.terminal_cache_size, wait_ms=f.terminal_wait_ms
     )
@@ -175,7 +175,7 @@ def build_worker(
     if settings.features.feast_online:
         from stream_infer.features.feast_sink import FeastCustomerSink
 
-        redis = settings.redis.url.get_secret_value() if settings.redis.url else None
+        redis = settings.redis if settings.redis.enabled else None
         sink = FeastCustomerSink(
             settings.features.repo_dir, redis, settings.features.feast_push_interval_s
         )

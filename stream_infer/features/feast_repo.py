@@ -22,7 +22,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +36,7 @@ from stream_infer.features.definitions import (
 from stream_infer.features.offline import compute_features, epoch_seconds
 
 if TYPE_CHECKING:
-    from stream_infer.config import Settings
+    from stream_infer.config import RedisSettings, Settings
 
 FEATURE_SERVICE = "fraud_model_v1"
 CUSTOMER_VIEW = "customer_spending"
@@ -67,31 +66,22 @@ def redis_connection_string(url: str) -> str:
     Raises:
         ValueError: not a redis URL, or a credential holds a comma (Feast splits on commas).
     """
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise ValueError("expected redis://[user:password@]host[:port][/db]")
-    params = [f"{parts.hostname}:{parts.port or 6379}"]
-    db = parts.path.strip("/")
-    if db:
-        params.append(f"db={int(db)}")
-    if parts.username:
-        params.append(f"username={unquote(parts.username)}")
-    if parts.password:
-        params.append(f"password={unquote(parts.password)}")
-    if parts.scheme == "rediss":
-        params.append("ssl=true")
-    if any("," in p for p in params):
-        raise ValueError("Feast cannot take a Redis credential containing a comma")
-    return ",".join(params)
+    from stream_infer.features.feast_redis import online_store
+
+    connection: str = online_store(url)["connection_string"]
+    return connection
 
 
-def repo_config(repo_dir: Path, redis_url: str | None = None, project: str | None = None) -> Any:
+def repo_config(
+    repo_dir: Path, redis_url: str | RedisSettings | None = None, project: str | None = None
+) -> Any:
     """The repository's ``feature_store.yaml`` as a ``RepoConfig``, optionally retargeted.
 
     Args:
         repo_dir: the Feast repository folder.
-        redis_url: serve from this Redis instead of the file's online store; the registry is
-            then ``data/registry-redis.db`` so the two stores' infrastructure never mix.
+        redis_url: serve from this Redis (a URL, or the whole settings: credentials, TLS,
+            Sentinel or Cluster) instead of the file's online store; the registry is then
+            ``data/registry-redis.db`` so the two stores' infrastructure never mix.
         project: another project name (Redis keys are namespaced by project).
 
     Raises:
@@ -103,10 +93,9 @@ def repo_config(repo_dir: Path, redis_url: str | None = None, project: str | Non
     repo_dir = Path(repo_dir).resolve()
     raw = yaml.safe_load((repo_dir / "feature_store.yaml").read_text())
     if redis_url is not None:
-        raw["online_store"] = {
-            "type": "redis",
-            "connection_string": redis_connection_string(redis_url),
-        }
+        from stream_infer.features.feast_redis import online_store
+
+        raw["online_store"] = online_store(redis_url)
         raw["registry"] = "data/registry-redis.db"
     if project is not None:
         raw["project"] = project
@@ -115,7 +104,9 @@ def repo_config(repo_dir: Path, redis_url: str | None = None, project: str | Non
     return config
 
 
-def feature_store(repo_dir: Path, redis_url: str | None = None, project: str | None = None) -> Any:
+def feature_store(
+    repo_dir: Path, redis_url: str | RedisSettings | None = None, project: str | None = None
+) -> Any:
     """A ``FeatureStore`` over an applied repository (see :func:`repo_config`)."""
     from feast import FeatureStore
 
@@ -146,7 +137,9 @@ def _importable(repo_dir: Path) -> Iterator[None]:
                 del sys.modules[name]
 
 
-def apply(repo_dir: Path, redis_url: str | None = None, project: str | None = None) -> Any:
+def apply(
+    repo_dir: Path, redis_url: str | RedisSettings | None = None, project: str | None = None
+) -> Any:
     """``feast apply`` for ``repo_dir`` (honouring ``.feastignore``); returns the FeatureStore.
 
     Missing parquet sources are created empty first, so a fresh clone applies cleanly. Not

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from stream_infer.config import RedisSettings
 from stream_infer.features.definitions import CUSTOMER_FEATURES, FEATURE_NAMES
 from stream_infer.features.online import TerminalRow
 
@@ -30,7 +31,10 @@ class FeastCustomerSink:
     """Newest customer window row per customer, pushed to Feast from a background thread."""
 
     def __init__(
-        self, repo_dir: Path, redis_url: str | None = None, interval_s: float = 1.0
+        self,
+        repo_dir: Path,
+        redis_url: str | RedisSettings | None = None,
+        interval_s: float = 1.0,
     ) -> None:
         self._repo_dir = repo_dir
         self._redis_url = redis_url
@@ -118,7 +122,7 @@ class FeastCustomerSink:
 class FeastTerminalSink:
     """A label-processor sink writing final terminal rows to Feast's online store."""
 
-    def __init__(self, repo_dir: Path, redis_url: str | None = None) -> None:
+    def __init__(self, repo_dir: Path, redis_url: str | RedisSettings | None = None) -> None:
         from stream_infer.features.feast_repo import feature_store
 
         self._store = feature_store(repo_dir, redis_url)

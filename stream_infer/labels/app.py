@@ -123,15 +123,12 @@ class StoreRetry:
 
 def open_counts(settings: Settings) -> LabelCountStore:
     """The label count store on the configured backend (Redis, else the embedded SQLite file)."""
-    if settings.redis.url is not None:
-        import redis
+    if settings.redis.enabled:
+        from stream_infer.state.redis_client import open_redis
 
-        client = redis.Redis.from_url(
-            settings.redis.url.get_secret_value(),
-            socket_timeout=settings.redis.socket_timeout_s,
-            socket_connect_timeout=settings.redis.connect_timeout_s,
-        )
-        return RedisLabelCounts(client, settings.redis.key_prefix)
+        cluster = settings.redis.mode == "cluster"
+        client = open_redis(settings.redis)
+        return RedisLabelCounts(client, settings.redis.key_prefix, cluster=cluster)
     return SqliteLabelCounts(settings.features.state_dir / "labels.db")
 
 
@@ -270,7 +267,7 @@ def run(settings: Settings) -> None:
     if settings.features.feast_online:
         from stream_infer.features.feast_sink import FeastTerminalSink
 
-        redis = settings.redis.url.get_secret_value() if settings.redis.url else None
+        redis = settings.redis if settings.redis.enabled else None
         sinks.append(FeastTerminalSink(settings.features.repo_dir, redis))
     metrics = LabelMetrics()
     aggregator = build_aggregator(settings, partitions, sinks, metrics)

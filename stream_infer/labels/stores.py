@@ -6,10 +6,15 @@ of a batch's updates in one atomic step. So a re-delivered batch is never counte
 neither is a batch that a processor which just lost its partition (a rebalance, a zombie)
 finishes after the new owner has moved on: its update does not match and is refused.
 
-Redis keys (``prefix`` = settings.redis.key_prefix):
+Redis keys (``prefix`` = settings.redis.key_prefix; on a Redis Cluster ``{prefix}``, a hash
+tag, so that every key of the store shares one slot and a batch stays one atomic script):
 - ``{prefix}:lc:{day}``: hash ``terminal -> "transactions,frauds"``;
 - ``{prefix}:lo``: hash ``partition -> last applied offset``;
 - ``{prefix}:ld``: hash ``partition -> latest label day``.
+
+One slot (one shard) holds all the counts: a (terminal, day) count is shared by every
+partition's updates, and its volume (terminals x 40 days) and rate (one script per batch) are
+far below what one shard serves.
 
 Both stores raise :class:`~stream_infer.errors.StoreUnavailableError`, and only that, when the
 store cannot be reached, answers too late or is locked: the caller retries the same call. A
@@ -27,28 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 
 from stream_infer.errors import StoreUnavailableError
 from stream_infer.labels.aggregator import PartitionUpdate
+from stream_infer.state.redis_client import UNAVAILABLE, store_errors
 
-#: What a Redis that is down, hung, loading or failing over raises (any other
-#: ``ResponseError``, a script bug say, is not an outage and propagates as it is).
-_REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
-    redis.ConnectionError,
-    redis.TimeoutError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.TryAgainError,
-)
-
+# KEYS: the offsets hash, the days hash, then one count hash per day the batch touches (an
+# increment names its day's key by index), all declared so a cluster can route the script.
 _APPLY = """
-local prefix = ARGV[1]
-local updates = cjson.decode(ARGV[2])
+local updates = cjson.decode(ARGV[1])
 local refused = {}
 for i = 1, #updates do
   local u = updates[i]
   local partition = tostring(u[1])
-  local cur = redis.call('HGET', prefix .. ':lo', partition)
+  local cur = redis.call('HGET', KEYS[1], partition)
   local applied = -1
   if cur then applied = tonumber(cur) end
   if applied ~= u[2] then
@@ -57,7 +54,7 @@ for i = 1, #updates do
     local incs = u[5]
     for j = 1, #incs do
       local e = incs[j]
-      local key = prefix .. ':lc:' .. e[1]
+      local key = KEYS[e[1]]
       local old = redis.call('HGET', key, e[2])
       local n, f = 0, 0
       if old then
@@ -67,10 +64,10 @@ for i = 1, #updates do
       end
       redis.call('HSET', key, e[2], (n + e[3]) .. ',' .. (f + e[4]))
     end
-    redis.call('HSET', prefix .. ':lo', partition, u[3])
-    local day = redis.call('HGET', prefix .. ':ld', partition)
+    redis.call('HSET', KEYS[1], partition, u[3])
+    local day = redis.call('HGET', KEYS[2], partition)
     if (not day) or tonumber(day) < u[4] then
-      redis.call('HSET', prefix .. ':ld', partition, u[4])
+      redis.call('HSET', KEYS[2], partition, u[4])
     end
   end
 end
@@ -80,18 +77,23 @@ return refused
 
 class RedisLabelCounts:
     """:class:`~stream_infer.labels.aggregator.LabelCountStore` on Redis (one Lua script per
-    batch, so a batch is atomic and costs one round trip)."""
+    batch, so a batch is atomic and costs one round trip).
 
-    def __init__(self, client: Any, prefix: str = "si") -> None:
+    ``cluster``: name the keys ``{prefix}:...`` (one hash slot, see the module docstring).
+    Besides :class:`StoreUnavailableError`, every method raises
+    :class:`~stream_infer.state.redis_client.RedisAccessError` (fatal) when Redis refuses
+    our credentials or a permission; any other Redis error (a script bug) propagates as it is.
+    """
+
+    def __init__(self, client: Any, prefix: str = "si", *, cluster: bool = False) -> None:
         self.client = client
         self.prefix = prefix
+        self._base = f"{{{prefix}}}" if cluster else prefix
         self._script = client.register_script(_APPLY)
 
     def applied_offsets(self) -> dict[int, int]:
-        try:
-            raw = self.client.hgetall(f"{self.prefix}:lo")
-        except _REDIS_UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"redis label offsets read failed: {exc}") from exc
+        with store_errors("label offsets read", UNAVAILABLE):
+            raw = self.client.hgetall(f"{self._base}:lo")
         return {int(k): int(v) for k, v in raw.items()}
 
     def applied_offset(self, partition: int) -> int:
@@ -101,6 +103,13 @@ class RedisLabelCounts:
     def apply(self, updates: Sequence[PartitionUpdate]) -> set[int]:
         if not updates:
             return set()
+        keys = [f"{self._base}:lo", f"{self._base}:ld"]
+        index: dict[int, int] = {}  # day -> its key's 1-based index in KEYS
+        for u in updates:
+            for d, _ in u.increments:
+                if d not in index:
+                    keys.append(f"{self._base}:lc:{d}")
+                    index[d] = len(keys)
         payload = orjson.dumps(
             [
                 [
@@ -108,33 +117,27 @@ class RedisLabelCounts:
                     u.expected_offset,
                     u.last_offset,
                     u.latest_day,
-                    [[d, t, n, f] for (d, t), (n, f) in u.increments.items()],
+                    [[index[d], t, n, f] for (d, t), (n, f) in u.increments.items()],
                 ]
                 for u in updates
             ]
         )
-        try:
-            refused = self._script(args=[self.prefix, payload])
-        except _REDIS_UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"redis label update failed: {exc}") from exc
+        with store_errors("label update", UNAVAILABLE):
+            refused = self._script(keys=keys, args=[payload])
         return {int(p) for p in refused}
 
     def partition_days(self) -> dict[int, int]:
-        try:
-            raw = self.client.hgetall(f"{self.prefix}:ld")
-        except _REDIS_UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"redis label days read failed: {exc}") from exc
+        with store_errors("label days read", UNAVAILABLE):
+            raw = self.client.hgetall(f"{self._base}:ld")
         return {int(k): int(v) for k, v in raw.items()}
 
     def counts(self, days: Iterable[int]) -> dict[int, dict[str, tuple[int, int]]]:
         wanted = list(days)
         pipe = self.client.pipeline(transaction=False)
         for d in wanted:
-            pipe.hgetall(f"{self.prefix}:lc:{d}")
-        try:
+            pipe.hgetall(f"{self._base}:lc:{d}")
+        with store_errors("label counts read", UNAVAILABLE):
             replies = pipe.execute()
-        except _REDIS_UNAVAILABLE as exc:
-            raise StoreUnavailableError(f"redis label counts read failed: {exc}") from exc
         out: dict[int, dict[str, tuple[int, int]]] = {}
         for d, reply in zip(wanted, replies, strict=True):
             if reply:

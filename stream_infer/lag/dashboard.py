@@ -97,12 +97,12 @@ class Dashboard:
     def _label_watermark(self) -> tuple[date | None, str | None]:
         from stream_infer.state.factory import open_state
 
-        if self.settings.redis.url is None and not self.settings.features.state_dir.exists():
+        if not self.settings.redis.enabled and not self.settings.features.state_dir.exists():
             # Opening the SQLite state would create it: there is none to read on this host.
             return None, f"no feature state at {self.settings.features.state_dir}"
         try:
             if self._terminals is None:
-                self._terminals = open_state(self.settings).terminals
+                self._terminals = open_state(self.settings, "read").terminals
             day = self._terminals.complete_through()
         except StreamInferError as exc:
             return None, str(exc)

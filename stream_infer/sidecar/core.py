@@ -104,7 +104,7 @@ class Sidecar:
         # nothing waits on a clock. A store on the network (Redis) is read in a worker thread
         # instead: a call may block up to its socket timeout, and the loop must keep
         # answering health checks and turning overload into 503s meanwhile.
-        remote = s.redis.url is not None
+        remote = s.redis.enabled
         self.tx_batcher = TurnBatcher(
             TransactionScorer(pipeline, models, self.store),
             s.batch.max_batch_size,
@@ -119,14 +119,10 @@ class Sidecar:
         self._prober = asyncio.get_running_loop().create_task(
             probe_while_down(self.store, store_probe), name="store-probe"
         )
-        if s.serve.cache_enabled and s.redis.url is not None:
-            import redis
+        if s.serve.cache_enabled and s.redis.enabled:
+            from stream_infer.state.redis_client import build_client
 
-            client = redis.Redis.from_url(
-                s.redis.url.get_secret_value(),
-                socket_timeout=s.redis.socket_timeout_s,
-                socket_connect_timeout=s.redis.connect_timeout_s,
-            )
+            client = build_client(s.redis)  # checked by the store's open (same settings)
             self.cache = PredictionCache(client, s.redis.key_prefix, s.serve.cache_ttl_s)
         self.load_error = ""
         self.ready = True

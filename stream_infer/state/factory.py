@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream_infer.config import Settings
-from stream_infer.state.redis_store import RedisCustomerStore, RedisTerminalStore, connect
+from stream_infer.state.redis_client import Access, open_redis
+from stream_infer.state.redis_store import RedisCustomerStore, RedisTerminalStore
 from stream_infer.state.sqlite_store import SqliteState
 
 
@@ -19,21 +20,22 @@ class StateStores:
     backend: str
 
 
-def open_state(settings: Settings) -> StateStores:
-    """Redis (``STREAM_INFER_REDIS__URL``) or ``<state_dir>/state.db`` (embedded default).
+def open_state(settings: Settings, access: Access = "write") -> StateStores:
+    """Redis (``redis.url`` or ``redis.mode=sentinel``: any topology, see
+    :mod:`stream_infer.state.redis_client`) or ``<state_dir>/state.db`` (embedded default).
 
-    A Redis client's calls each end within ``redis.socket_timeout_s``.
+    A Redis client's calls each end within ``redis.socket_timeout_s``; at open, the ``access``
+    the caller needs (``read``: the sidecar, ``write``: worker and label processor) is
+    exercised once.
 
     Raises:
-        StoreUnavailableError: the SQLite file cannot be opened (Redis connects lazily).
+        RedisAccessError: Redis refused our credentials, a permission or the TLS handshake.
+        StoreUnavailableError: the SQLite file cannot be opened, or no seed node of a Redis
+            Cluster answered (a standalone or Sentinel Redis that does not answer yet is an
+            outage the callers ride out).
     """
-    url = settings.redis.url
-    if url is not None:
-        client = connect(
-            url.get_secret_value(),
-            socket_timeout_s=settings.redis.socket_timeout_s,
-            connect_timeout_s=settings.redis.connect_timeout_s,
-        )
+    if settings.redis.enabled:
+        client = open_redis(settings.redis, access)
         prefix = settings.redis.key_prefix
         return StateStores(
             RedisCustomerStore(client, prefix), RedisTerminalStore(client, prefix), "redis"

@@ -7,23 +7,28 @@ Keys (``prefix`` defaults to ``si``):
 - ``{prefix}:first_day``: the earliest UTC day of the stream.
 
 Every method raises :class:`~stream_infer.errors.StoreUnavailableError` for any Redis failure
-(refused, timed out, loading, read-only, ...). The client from :func:`connect` bounds each call
-by its socket timeout and never retries: the caller decides what to do next.
+(refused, timed out, loading, read-only, failing over, ...), and
+:class:`~stream_infer.state.redis_client.RedisAccessError` (fatal) when Redis refuses our
+credentials or a permission. The clients of :mod:`stream_infer.state.redis_client` bound each
+call by their socket timeout and never retry: the caller decides what to do next.
+
+Redis Cluster: every script touches one declared key, and every multi-key batch is a
+non-transactional pipeline, which the cluster client splits by node; so no key needs a hash
+tag and the key names are the same in every mode.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from pydantic import SecretStr
 
-from stream_infer.errors import StoreUnavailableError
+from stream_infer.config import RedisSettings
 from stream_infer.features.online import TerminalRow
 from stream_infer.state.base import Entry
+from stream_infer.state.redis_client import build_client
+from stream_infer.state.redis_client import store_errors as _unavailable
 
 #: An idle customer's history expires once no window (30 days + the default margin) reaches it.
 CUSTOMER_TTL_S = 31 * 86_400
@@ -43,28 +48,19 @@ _RAISE_WATERMARK = (
 
 
 def connect(url: str, *, socket_timeout_s: float = 1.0, connect_timeout_s: float = 1.0) -> Any:
-    """A redis client for ``url`` (redis://host:port/db) whose every call ends within about
-    ``socket_timeout_s`` (connecting: ``connect_timeout_s``), retried by no one.
+    """A standalone redis client for ``url`` (redis://host:port/db) whose every call ends
+    within about ``socket_timeout_s`` (connecting: ``connect_timeout_s``), retried by no one.
 
-    The defaults are :class:`~stream_infer.config.RedisSettings`'; ``open_state`` passes the
-    configured ones.
+    A shorthand for tests and tools; the service builds its clients from the whole
+    :class:`~stream_infer.config.RedisSettings` (``redis_client.open_redis``).
     """
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=socket_timeout_s,
-        socket_connect_timeout=connect_timeout_s,
-        # redis-py retries timeouts and refused connections by default, which would multiply
-        # the bound; the worker's backoff is the one retry policy.
-        retry=Retry(NoBackoff(), 0),
+    return build_client(
+        RedisSettings(
+            url=SecretStr(url),
+            socket_timeout_s=socket_timeout_s,
+            connect_timeout_s=connect_timeout_s,
+        )
     )
-
-
-@contextmanager
-def _unavailable(what: str) -> Iterator[None]:
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise StoreUnavailableError(f"redis {what} failed: {exc}") from exc
 
 
 class RedisCustomerStore:
@@ -155,7 +151,9 @@ class RedisTerminalStore:
         for (terminal, day), row in rows.items():
             by_day.setdefault(day, {})[terminal] = ",".join(repr(v) for v in row)
         with _unavailable("terminal publish"):
-            pipe = self.client.pipeline(transaction=True)
+            # Not a transaction: the days' hashes lie in different cluster slots. A reader
+            # trusts a missing row only once the watermark covers it, and that moves after.
+            pipe = self.client.pipeline(transaction=False)
             for day, mapping in by_day.items():
                 pipe.hset(f"{self.prefix}:t:{day}", mapping=mapping)
                 pipe.expire(f"{self.prefix}:t:{day}", ROW_TTL_S)
