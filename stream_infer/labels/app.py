@@ -13,8 +13,9 @@ faust's per-event cost is asyncio bookkeeping (DESIGN.md), so:
 A store outage (the count store or the terminal-row sink) stops progress, never the process:
 the worker thread retries the batch with bounded exponential backoff (:class:`StoreRetry`)
 until the store answers, while faust keeps heartbeating and fetching into its bounded buffers.
-The agent takes batches with ``noack_take`` and acks a batch only once it is applied, so
-nothing unapplied is committed: faust's ``take_events`` acks a batch when its generator is
+The agent takes batches with ``noack_take`` and acks a batch only once it is applied and its
+dead letters are delivered (:mod:`stream_infer.labels.letters`), so nothing unapplied or
+undelivered is committed: faust's ``take_events`` acks a batch when its generator is
 closed, which a stop (faust cancels agents) or a crash does mid-batch. A stop or a rebalance
 does not wait for the batch in flight (``stream_wait_empty`` off): it is simply not committed,
 and compare-and-set keeps a partition that moved meanwhile from being counted twice.
@@ -30,14 +31,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import tenacity
 
 from stream_infer.config import Settings
 from stream_infer.errors import RetryableError
-from stream_infer.events import DeadLetter, encode
 from stream_infer.labels.aggregator import (
     BatchOutcome,
     LabelAggregator,
@@ -46,6 +46,7 @@ from stream_infer.labels.aggregator import (
     RowSink,
 )
 from stream_infer.labels.credentials import faust_brokers, faust_credentials
+from stream_infer.labels.letters import DeadLetterSender, letters_of
 from stream_infer.labels.metrics import LabelMetrics
 from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
 from stream_infer.state.factory import open_state
@@ -152,7 +153,13 @@ def build_aggregator(
     if metrics is not None:
         sinks = [metrics.counting_rows(stores.terminals, "terminal_store", watermark=True)]
         sinks += [metrics.counting_rows(s, type(s).__name__) for s in extra_sinks]
-    return LabelAggregator(open_counts(settings), sinks, partitions)
+    return LabelAggregator(
+        open_counts(settings),
+        sinks,
+        partitions,
+        max_future_s=settings.events.max_future_s,
+        max_step_days=settings.labels.max_watermark_step_days,
+    )
 
 
 def topic_partitions(settings: Settings) -> int:
@@ -198,7 +205,6 @@ def create_app(
 
         use_lean_handoff(app)  # before app.topic(): that already reaches for the transport
     topic = app.topic(settings.topics.labels, value_serializer="raw", key_serializer="raw")
-    dlq = app.topic(settings.topics.dead_letter, value_serializer="raw", key_serializer="raw")
     stats = {"counted": 0, "dead_lettered": 0}
 
     async def on_assigned(_sender: Any, /, *args: Any, signal: Any, **_kwargs: Any) -> None:
@@ -213,8 +219,22 @@ def create_app(
     metrics = metrics or LabelMetrics()
     metrics.watch_store(lambda: retry.store_down)
 
+    from confluent_kafka import Producer
+
+    from stream_infer.kafka.clients import producer_config
+
+    sender = DeadLetterSender(
+        Producer(producer_config(settings)),
+        settings.topics.dead_letter,
+        retry_initial_s=settings.worker.store_retry_initial_s,
+        retry_max_s=settings.worker.store_retry_max_s,
+    )
+    stopping = threading.Event()
+
     async def on_shutdown(_sender: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
         retry.stop()
+        sender.stop()
+        stopping.set()
 
     app.on_before_shutdown.connect(on_shutdown)
 
@@ -223,10 +243,22 @@ def create_app(
         # and publishing retry separately: a batch counted before a publish failed is not
         # counted again (the aggregator would skip it and lose its dead letters).
         records = [
-            LabelRecord(e.message.partition, e.message.offset, e.message.value) for e in events
+            LabelRecord(e.message.partition, e.message.offset, e.message.value, e.message.key)
+            for e in events
         ]
         outcome = retry.call(metrics.counting_errors("count", lambda: aggregator.count(records)))
         retry.call(metrics.counting_errors("publish", lambda: aggregator.publish_ready(outcome)))
+        # The batch is acked when this returns: its dead letters must be in Kafka by then.
+        w = settings.worker
+        letters = letters_of(
+            outcome.dead_letters,
+            settings.topics.labels,
+            w.dead_letter_max_bytes,
+            w.dead_letter_prefix_bytes,
+        )
+        sender.deliver(letters)
+        if letters and opts.ack_barrier is not None:
+            _hold(opts.ack_barrier, stopping)
         return outcome
 
     @app.agent(topic)
@@ -235,25 +267,26 @@ def create_app(
             try:
                 outcome = await asyncio.to_thread(apply, events)
             except asyncio.CancelledError:
-                retry.stop()  # stopping: the thread gives up its retry; the batch stays unacked
+                # Stopping: the thread gives up its retries; the batch stays unacked.
+                retry.stop()
+                sender.stop()
+                stopping.set()
                 raise
             metrics.batch_applied(outcome)
             stats["counted"] += outcome.counted
             stats["dead_lettered"] += len(outcome.dead_letters)
-            for rec, reason in outcome.dead_letters:
-                letter = DeadLetter(
-                    original=rec.value or b"",
-                    reason=reason,
-                    source_topic=settings.topics.labels,
-                    source_partition=rec.partition,
-                    source_offset=rec.offset,
-                    failed_at=datetime.now(UTC),
-                )
-                await dlq.send(value=encode(letter))
             for event in events:
                 await stream.ack(event)
 
     return app, stats
+
+
+def _hold(barrier: Path, stopping: threading.Event) -> None:
+    """Tests only (``labels.ack_barrier``): create ``barrier`` and wait until it is removed,
+    between a batch's delivered dead letters and its ack (a crash test kills us here)."""
+    barrier.write_text("dead letters delivered; waiting to ack\n")
+    while barrier.exists() and not stopping.wait(0.05):
+        pass
 
 
 def run(settings: Settings) -> None:
