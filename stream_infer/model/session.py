@@ -7,9 +7,10 @@ batch is not the slow one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -48,12 +49,40 @@ def _onnxruntime() -> OrtModule:
     return module
 
 
-def choose_providers(available: Sequence[str], device: Device) -> list[str]:
-    """The provider list to ask for: CUDA then CPU when CUDA is wanted and listed."""
-    if device in ("auto", "cuda") and CUDA in available:
+def cuda_libraries_load() -> bool:
+    """Whether the CUDA driver and the runtime ONNX Runtime was built against load here.
+
+    ``onnxruntime-gpu`` lists CUDA whenever it is installed; asking for it on a host without
+    the libraries makes ONNX Runtime print a red "Failed to load library
+    libonnxruntime_providers_cuda.so" error before it falls back. Loading the two libraries
+    ourselves (quietly, with ctypes) tells the same thing without the noise.
+    """
+    import ctypes
+
+    try:
+        from onnxruntime.capi import build_and_package_info
+    except ImportError:
+        return False
+    major = str(getattr(build_and_package_info, "cuda_version", "") or "").split(".")[0]
+    if not major:
+        return False
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        ctypes.CDLL(f"libcudart.so.{major}")
+    except OSError:
+        return False
+    return True
+
+
+def choose_providers(
+    available: Sequence[str], device: Device, cuda_loads: bool = True
+) -> list[str]:
+    """The provider list to ask for: CUDA then CPU when CUDA is wanted, listed and its
+    libraries load (``cuda_loads``)."""
+    if device in ("auto", "cuda") and CUDA in available and cuda_loads:
         return [CUDA, CPU]
     if device == "cuda":
-        log.warning("device=cuda requested but %s is not available; using CPU", CUDA)
+        log.warning("device=cuda requested but %s is not usable here; using CPU", CUDA)
     return [CPU]
 
 
@@ -62,6 +91,7 @@ def open_session(
     device: Device = "auto",
     intra_op_threads: int = 1,
     ort: OrtModule | None = None,
+    cuda_check: Callable[[], bool] | None = None,
 ) -> tuple[Any, str]:
     """An InferenceSession and the provider that actually runs it.
 
@@ -69,11 +99,18 @@ def open_session(
     back to CPU with a warning instead of failing: ``onnxruntime-gpu`` lists CUDA whenever it is
     installed, GPU or not.
 
+    ``cuda_check`` says whether CUDA's libraries load (default: :func:`cuda_libraries_load`
+    for the real ``onnxruntime``; a substituted ``ort`` is trusted as listed).
+
     Raises:
         ModelArtifactError: the bytes are not a model ONNX Runtime can load.
     """
-    ort = ort or _onnxruntime()
-    providers = choose_providers(ort.get_available_providers(), device)
+    if ort is None:
+        ort = _onnxruntime()
+        cuda_check = cuda_check or cuda_libraries_load
+    available = ort.get_available_providers()
+    cuda_loads = CUDA in available and device != "cpu" and (cuda_check or (lambda: True))()
+    providers = choose_providers(available, device, cuda_loads)
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
@@ -91,7 +128,16 @@ def open_session(
     provider = CUDA if CUDA in active else CPU
     if providers[0] == CUDA and provider != CUDA:
         log.warning("CUDA listed but the session runs on CPU (no usable GPU)")
+    elif provider == CPU:
+        _note_cpu(device)
     return session, provider
+
+
+@functools.cache
+def _note_cpu(device: Device) -> None:
+    # Once per process (a worker may open a session per served version).
+    why = "as configured" if device == "cpu" else "no usable CUDA GPU on this host"
+    log.info("ONNX Runtime session runs on the CPU (%s)", why)
 
 
 @dataclass(frozen=True)
