@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from stream_infer.cli_broker import broker as broker_commands
 from stream_infer.cli_model import model as model_commands
 from stream_infer.config import Settings, load_settings
 from stream_infer.errors import StreamInferError
@@ -32,6 +33,7 @@ def cli(ctx: click.Context, log_level: str) -> None:
 
 
 cli.add_command(model_commands)
+cli.add_command(broker_commands)
 cli.add_command(lag_commands)
 
 

@@ -206,6 +206,10 @@ class ApacheKafka:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def alive(self) -> bool:
+        """Whether the process it started is still running."""
+        return self._proc is not None and self._proc.poll() is None
+
     def server_properties(self) -> dict[str, str]:
         """The ``server.properties`` this node runs with (defaults, then ``properties``)."""
         listeners = [f"{n}://127.0.0.1:{p}" for n, (_, p) in self.listeners.items()]

@@ -80,6 +80,10 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    def alive(self) -> bool:
+        """Whether the process it started is still running."""
+        return self._proc is not None and self._proc.poll() is None
+
     def _command(self) -> list[str]:
         if self.kind == "tansu":
             url = f"tcp://127.0.0.1:{self.port}"
