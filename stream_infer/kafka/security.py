@@ -58,6 +58,9 @@ def librdkafka_config(kafka: KafkaSettings) -> dict[str, Any]:
         "bootstrap.servers": kafka.bootstrap_servers,
         "security.protocol": kafka.security_protocol,
         "client.id": kafka.client_id,
+        # Topics are made on purpose (`stream-infer topics apply`), never by a subscription or
+        # a metadata request that names a typo (librdkafka applies it to consumers).
+        "allow.auto.create.topics": False,
     }
     if kafka.security_protocol.endswith("SSL"):
         cfg["ssl.endpoint.identification.algorithm"] = (

@@ -77,6 +77,7 @@ def test_plaintext_is_bootstrap_protocol_and_client_id_only() -> None:
         "bootstrap.servers": BOOT,
         "security.protocol": "PLAINTEXT",
         "client.id": "stream-infer",
+        "allow.auto.create.topics": False,
     }
     assert kafka().client_config() == librdkafka_config(kafka())
 
