@@ -426,6 +426,13 @@ class FeatureSettings(_Frozen):
     prune_margin_days: int = Field(
         default=1, ge=0, description="history kept past the 30-day window, for late events"
     )
+    schema_registry_url: str | None = Field(
+        default=None,
+        description="Confluent schema registry: Avro events then carry its wire format "
+        "(magic byte 0, 4-byte schema id), the writer's schema fetched by id",
+    )
+    schema_registry_user: str | None = Field(default=None, description="basic-auth user")
+    schema_registry_secret: SecretStr | None = Field(default=None, description="basic-auth secret")
     drop_delay_s: float = Field(
         default=10.0,
         ge=0,
