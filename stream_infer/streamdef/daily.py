@@ -1,0 +1,155 @@
+"""Daily (label-derived) views from per-(entity, day) partial aggregates.
+
+What a label processor publishes, per daily view, entity and UTC day, is one
+:class:`DayAggregate` per column the view reads: count, sum, the sum of squared deviations from
+the day's mean (``m2``, not a raw sum of squares: days merge by Chan's formula without the
+cancellation ``sumsq - sum^2 / n`` suffers), min and max. :class:`DailyRows` turns them into each
+event's daily features for its day ``D`` from days ``[D - delay - n, D - delay)``, days merged
+oldest first. Held to :func:`stream_infer.streamdef.reference.daily_features` by
+tests/unit/test_streamdef_kernel_property.py: count, min and max exactly, sum and mean exactly
+where the day sums are exact (0/1 labels), var and stddev to 1e-9.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stream_infer.streamdef.spec import SECONDS_PER_DAY, AggFunction, DailyView, StreamDefinitions
+
+#: ``(view name, entity key, UTC day)``: the partials of one view, entity and day, by column.
+DayKey = tuple[str, Hashable, int]
+
+
+@dataclass(frozen=True)
+class DayAggregate:
+    """One column's values of one entity on one day (at least one value)."""
+
+    count: int
+    sum: float
+    m2: float
+    min: float
+    max: float
+
+    @staticmethod
+    def of(values: Sequence[float]) -> DayAggregate:
+        """The aggregate of ``values`` (non-empty), summed in order."""
+        total = 0.0
+        for v in values:
+            total += v
+        mean = total / len(values)
+        m2 = 0.0
+        for v in values:
+            m2 += (v - mean) ** 2
+        return DayAggregate(len(values), total, m2, min(values), max(values))
+
+
+def day_partials(
+    defs: StreamDefinitions, labels: Mapping[str, Sequence[Any]]
+) -> dict[DayKey, dict[str, DayAggregate]]:
+    """Every daily view's partials from label records (deduplicated by event id, the first
+    stays), in record order within a day."""
+    src = defs.label_source
+    if src is None or not defs.daily_views:
+        return {}
+    n = len(labels[src.event_id_field])
+    seen: set[Any] = set()
+    keep = []
+    for j in range(n):
+        if labels[src.event_id_field][j] not in seen:
+            seen.add(labels[src.event_id_field][j])
+            keep.append(j)
+    out: dict[DayKey, dict[str, DayAggregate]] = {}
+    for view in defs.daily_views:
+        columns = sorted({a.column for a in view.aggregations})
+        groups: dict[tuple[Hashable, int], list[int]] = {}
+        for j in keep:
+            day = int(labels[src.timestamp_field][j]) // SECONDS_PER_DAY
+            groups.setdefault((labels[view.entity][j], day), []).append(j)
+        for (key, day), rows in groups.items():
+            out[(view.name, key, day)] = {
+                c: DayAggregate.of([float(labels[c][j]) for j in rows]) for c in columns
+            }
+    return out
+
+
+class DailyRows:
+    """Each event's daily-view features from published day partials."""
+
+    def __init__(self, defs: StreamDefinitions) -> None:
+        self.defs = defs
+        self.features = defs.daily_features()
+
+    def evaluate(
+        self,
+        events: Mapping[str, npt.NDArray[Any]],
+        partials: Mapping[DayKey, Mapping[str, DayAggregate]],
+    ) -> npt.NDArray[np.float64]:
+        """``(n, len(defs.daily_features()))`` features, rows in input order; a day with no
+        partials counts as no records."""
+        days = np.asarray(events[self.defs.source.timestamp_field], dtype=np.int64)
+        days = days // SECONDS_PER_DAY
+        out = np.empty((len(days), len(self.features)), dtype=np.float64)
+        col = 0
+        for view in self.defs.daily_views:
+            width = len(view.aggregations)
+            memo: dict[tuple[Hashable, int], list[float]] = {}
+            keys = events[view.join_field].tolist()
+            for i, (key, day) in enumerate(zip(keys, days.tolist(), strict=True)):
+                row = memo.get((key, day))
+                if row is None:
+                    row = memo[(key, day)] = _view_row(view, key, day, partials)
+                out[i, col : col + width] = row
+            col += width
+        return out
+
+
+def _view_row(
+    view: DailyView, key: Hashable, day: int, partials: Mapping[DayKey, Mapping[str, DayAggregate]]
+) -> list[float]:
+    end = day - view.delay_days
+    row = []
+    for agg in view.aggregations:
+        days = [
+            parts[agg.column]
+            for d in range(end - agg.window_s // SECONDS_PER_DAY, end)
+            if (parts := partials.get((view.name, key, d))) is not None
+        ]
+        row.append(_finish(agg.function, days))
+    return row
+
+
+def _finish(function: AggFunction, days: list[DayAggregate]) -> float:
+    """``function`` over the merged days (oldest first)."""
+    count = 0
+    total = 0.0
+    m2 = 0.0
+    for p in days:
+        if count:  # Chan et al.: merge two groups' squared deviations about their means
+            delta = p.sum / p.count - total / count
+            m2 += p.m2 + delta * delta * count * p.count / (count + p.count)
+        else:
+            m2 = p.m2
+        count += p.count
+        total += p.sum
+    if function == "count":
+        return float(count)
+    if function == "sum":
+        return total
+    if not count:
+        return math.nan
+    if function == "mean":
+        return total / count
+    if function == "min":
+        return min(p.min for p in days)
+    if function == "max":
+        return max(p.max for p in days)
+    if count < 2:
+        return math.nan
+    var = m2 / (count - 1)
+    return var if function == "var" else math.sqrt(var)
