@@ -17,6 +17,7 @@ import numpy as np
 
 from stream_infer.config import Settings, load_settings
 from stream_infer.errors import StreamInferError
+from stream_infer.kafka.startup import connect
 
 if TYPE_CHECKING:  # the commands import these lazily: `loadgen --help` stays fast
     from loadgen.measure import Measurement
@@ -38,7 +39,9 @@ def _client_config(settings: Settings, bootstrap: str | None) -> dict[str, Any]:
     resolved = bootstrap or settings.resolved_bootstrap()
     if not resolved:
         raise click.UsageError("no broker: pass --bootstrap or set KAFKA_BOOTSTRAP")
-    return settings.with_bootstrap(resolved).kafka.client_config()
+    cluster = settings.with_bootstrap(resolved)
+    connect(cluster, who="loadgen")  # unreachable, refused or unauthorized: exit, named
+    return cluster.kafka.client_config()
 
 
 @click.group()
@@ -202,8 +205,8 @@ def replay(ctx: click.Context, /, count: int | None, sent_ids: Path, **kw: Any) 
     from loadgen.replay import replay as send
 
     settings = _settings(ctx)
+    options = _replay_options(settings, kw, count)  # a usage error before any I/O
     config = _client_config(settings, kw["bootstrap"])
-    options = _replay_options(settings, kw, count)
     result = send(
         _dataset(kw["dataset"], kw["seed"], kw["progress"]),
         options,
@@ -296,8 +299,8 @@ def run_command(
     from loadgen.run import run
 
     settings = _settings(ctx)
+    options = _replay_options(settings, kw, events)  # a usage error before any I/O
     config = _client_config(settings, kw["bootstrap"])
-    options = _replay_options(settings, kw, events)
     measure_options = MeasureOptions(
         topic=scores_topic or settings.topics.scores, idle_timeout_s=idle_timeout
     )

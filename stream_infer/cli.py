@@ -21,6 +21,14 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
+_EMBEDDED = click.option(
+    "--embedded",
+    is_flag=True,
+    help="with no bootstrap set, start a throwaway local broker (kafka.embedded_broker); "
+    "without it, a missing bootstrap is an error",
+)
+
+
 @click.group()
 @click.option("--log-level", default="INFO", show_default=True)
 @click.pass_context
@@ -46,12 +54,14 @@ def topics() -> None:
 @click.pass_context
 def topics_apply(ctx: click.Context) -> None:
     """Create missing topics and check existing ones (idempotent)."""
+    from stream_infer.kafka.startup import connect
     from stream_infer.runtime import apply_topics
 
     settings = _settings(ctx)
     if not settings.resolved_bootstrap():
         raise click.UsageError("set KAFKA_BOOTSTRAP or STREAM_INFER_KAFKA__BOOTSTRAP_SERVERS")
     settings = settings.with_bootstrap(settings.resolved_bootstrap() or "")
+    connect(settings, who="topics apply")
     for result in apply_topics(settings):
         click.echo(
             f"{result.action:8} {result.name} ({result.partitions} partitions) {result.detail}"
@@ -138,18 +148,22 @@ def features_training_set(
 @click.option(
     "--processes", type=click.IntRange(1, 64), default=1, help="worker processes in the group"
 )
+@_EMBEDDED
 @click.pass_context
-def worker(ctx: click.Context, max_events: int | None, processes: int) -> None:
+def worker(ctx: click.Context, max_events: int | None, processes: int, embedded: bool) -> None:
     """Run a scoring worker until SIGTERM/SIGINT (then drain and commit)."""
+    from stream_infer.kafka.startup import connect
     from stream_infer.runtime import build_worker, install_stop_signals, kafka_cluster
 
     if processes > 1:
         from stream_infer.scale import run_processes
 
-        with kafka_cluster(_settings(ctx)) as settings:
+        with kafka_cluster(_settings(ctx), embedded=embedded) as settings:
             extra = ["--max-events", str(max_events)] if max_events is not None else []
             ctx.exit(run_processes(settings, processes, extra))
-    with kafka_cluster(_settings(ctx)) as settings:
+    with kafka_cluster(_settings(ctx), embedded=embedded) as settings:
+        group = settings.worker.group_id
+        connect(settings, [settings.topics.transactions], group, who="worker")
         w = build_worker(settings)
         install_stop_signals(w.stop)
         stats = w.run(max_events=max_events)
@@ -231,32 +245,44 @@ def demo(ctx: click.Context, events: int | None, rate: float | None, invalid: in
     default=None,
     help="sidecar processes sharing the ports, each with its own batcher (default: serve.workers)",
 )
+@_EMBEDDED
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, workers: int | None, embedded: bool
+) -> None:
     """The sidecar (HTTP, and gRPC on serve.grpc_port): the stream's model and features."""
+    from stream_infer.kafka.startup import connect
+    from stream_infer.runtime import kafka_cluster
+
     settings = _settings(ctx)
     updates = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     if updates:
         settings = settings.model_copy(update={"serve": settings.serve.model_copy(update=updates)})
-    workers = workers or settings.serve.workers
-    if workers == 1:
-        from stream_infer.sidecar.app import run
+    with kafka_cluster(settings, embedded=embedded) as settings:
+        connect(settings, [settings.topics.model_control], who="serve")
+        workers = workers or settings.serve.workers
+        if workers == 1:
+            from stream_infer.sidecar.app import run
 
-        run(settings)
-        return
-    from stream_infer.sidecar.workers import run_workers
+            run(settings)
+            return
+        from stream_infer.sidecar.workers import run_workers
 
-    sys.exit(run_workers(settings, workers))
+        sys.exit(run_workers(settings, workers))
 
 
 @cli.command()
+@_EMBEDDED
 @click.pass_context
-def labels(ctx: click.Context) -> None:
+def labels(ctx: click.Context, embedded: bool) -> None:
     """The label processor (faust): delayed labels -> terminal daily rows."""
+    from stream_infer.kafka.startup import connect
     from stream_infer.labels.app import run
     from stream_infer.runtime import kafka_cluster
 
-    with kafka_cluster(_settings(ctx)) as settings:
+    with kafka_cluster(_settings(ctx), embedded=embedded) as settings:
+        group = f"{settings.worker.group_id}-labels"
+        connect(settings, [settings.topics.labels], group, who="labels")
         run(settings)
 
 

@@ -164,7 +164,7 @@ def run_demo(
     console = Console(stderr=True)
     n_events = events or DEFAULT_EVENTS
     run_dir = Path("var") / "demo" / time.strftime("%Y%m%dT%H%M%S")
-    with kafka_cluster(settings) as cluster:
+    with kafka_cluster(settings, embedded=True) as cluster:
         s = _demo_settings(cluster, run_dir)
         console.print(f"broker {s.kafka.bootstrap_servers}; state in {run_dir}")
         apply_topics(s)

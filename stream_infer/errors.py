@@ -45,6 +45,11 @@ class DefinitionError(ConfigError):
     message names the view (or source, or service) and the field. Nothing is started."""
 
 
+class KafkaAccessError(FatalError):
+    """The cluster refused this client (authentication, authorization, TLS) or did not answer
+    within ``kafka.startup_timeout_s``: retrying would not help; the message names the cause."""
+
+
 class ModelArtifactError(FatalError):
     """A model artifact is missing, corrupt, or does not match its manifest."""
 

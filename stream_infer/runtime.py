@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from stream_infer.config import Settings
+from stream_infer.errors import ConfigError
 from stream_infer.features.definitions import FEATURE_NAMES
 from stream_infer.features.online import FeatureComputer, TerminalRows
 from stream_infer.kafka.broker import EmbeddedBroker
@@ -157,9 +158,17 @@ def build_worker(
         if worker is not None:
             worker.on_stats(stats)
 
-    consumer = Consumer(consumer_config(settings, on_stats), logger=logging.getLogger("rdkafka"))
+    def on_error(err: Any) -> None:
+        worker = holder.get("worker")
+        if worker is not None:
+            worker.on_client_error(err)
+
+    consumer = Consumer(
+        consumer_config(settings, on_stats) | {"error_cb": on_error},
+        logger=logging.getLogger("rdkafka"),
+    )
     txn_id = transactional_id(settings) if eos(settings) else None
-    producer = Producer(producer_config(settings, txn_id))
+    producer = Producer(producer_config(settings, txn_id) | {"error_cb": on_error})
     transactions = (
         Transactions(
             producer,
@@ -188,6 +197,7 @@ def build_worker(
         feature_sink=sink,
         transactions=transactions,
         models=live,
+        store_probe=open_state(settings, "read").customers.first_day,
     )
     holder["worker"] = worker
     tune_gc()
@@ -236,12 +246,24 @@ def install_stop_signals(stop: Any) -> None:
 
 
 @contextmanager
-def kafka_cluster(settings: Settings) -> Iterator[Settings]:
-    """Settings pointing at a cluster: ``KAFKA_BOOTSTRAP``/configured one, else embedded."""
+def kafka_cluster(settings: Settings, *, embedded: bool = False) -> Iterator[Settings]:
+    """Settings pointing at a cluster: ``KAFKA_BOOTSTRAP``/the configured one; with no
+    bootstrap, an embedded broker only when ``embedded`` asks for one.
+
+    Raises:
+        ConfigError: no bootstrap is set and ``embedded`` is false (a production process
+            must never quietly start a throwaway broker of its own).
+    """
     bootstrap = settings.resolved_bootstrap()
     if bootstrap:
         yield settings.with_bootstrap(bootstrap)
         return
+    if not embedded:
+        raise ConfigError(
+            "no Kafka cluster configured: set KAFKA_BOOTSTRAP or "
+            "STREAM_INFER_KAFKA__BOOTSTRAP_SERVERS (or pass --embedded for a throwaway local "
+            "broker)"
+        )
     with EmbeddedBroker(settings.kafka.embedded_broker) as broker:
         yield settings.with_bootstrap(broker.bootstrap, single_node=True)
 

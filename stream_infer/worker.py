@@ -28,12 +28,14 @@ from stream_infer.config import Settings
 from stream_infer.errors import (
     DeliveryError,
     FatalError,
+    KafkaAccessError,
     ModelError,
     StoreUnavailableError,
     StreamInferError,
 )
 from stream_infer.inflight import Batch, Ledger, Offsets
 from stream_infer.kafka.delivery import describe, is_record_error
+from stream_infer.kafka.startup import access_failure
 from stream_infer.kafka.stats import consumer_lag
 from stream_infer.kafka.transactions import Transactions
 from stream_infer.metrics import WorkerMetrics
@@ -76,6 +78,7 @@ class ScoringWorker:
         topic_partition: Callable[[str, int, int], Any] | None = None,
         transactions: Transactions | None = None,
         models: LiveModels | None = None,
+        store_probe: Callable[[], object] | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -89,6 +92,8 @@ class ScoringWorker:
         self.models = models
         self.error: StreamInferError | None = None
         self._stopping = False
+        self._last_client_error: str | None = None
+        self._store_probe = store_probe
         self._held: list[Any] = []
         self._pauses = Pauses(consumer, self.metrics)
         self.store = StoreGuard(settings.worker, self.metrics, self._pauses)
@@ -135,7 +140,8 @@ class ScoringWorker:
         self._connect_producer()
         batch_size = self.settings.batch.max_batch_size
         wait_s = max(self.settings.batch.max_wait_ms / 1000.0, 0.001)
-        self.metrics.ready.set(1)
+        # Not ready yet: that waits for the group to hand this worker its partitions and
+        # for the store to answer (_on_assign); the model was warmed before run().
         try:
             while not self._stopping:
                 self._service()
@@ -167,6 +173,19 @@ class ScoringWorker:
         except KafkaException as exc:
             log.warning("producer metadata not ready (the first batch will wait): %s", exc)
 
+    def on_client_error(self, err: Any) -> None:
+        """librdkafka ``error_cb`` of the consumer and producer: a refusal no retry cures
+        (authentication, TLS, a missing ACL) stops the worker, named; anything else is
+        librdkafka's to retry, logged once per change of error."""
+        refusal = access_failure(err)
+        if refusal is not None:
+            self._fail(KafkaAccessError(f"Kafka refused us: {refusal}"))
+            return
+        name = err.name() if hasattr(err, "name") else str(err)
+        if name != self._last_client_error:
+            self._last_client_error = name
+            log.warning("Kafka client error (librdkafka retries): %s", err)
+
     def _fail(self, error: StreamInferError) -> None:
         if self.error is None:
             log.error("stopping: %s", error)
@@ -182,6 +201,9 @@ class ScoringWorker:
                 good.append(rec)
             elif err.fatal():
                 self._fail(FatalError(f"consumer error: {err}"))
+                return
+            elif (refusal := access_failure(err)) is not None:
+                self._fail(KafkaAccessError(f"consumer: Kafka refused us: {refusal}"))
                 return
             else:
                 log.warning("consumer error (librdkafka retries): %s", err)
@@ -417,6 +439,16 @@ class ScoringWorker:
     # -- rebalance -----------------------------------------------------------------------
     def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
         log.info("assigned %s", [p.partition for p in partitions])
+        if self.store.down or self._stopping:
+            return
+        if self._store_probe is not None:
+            try:
+                self._store_probe()
+            except StoreUnavailableError as exc:
+                # Not ready; the first batch's retries mark it ready once the store answers.
+                log.warning("feature store not answering at assignment: %s", exc)
+                return
+        self.metrics.ready.set(1)  # holds its assignment, model warm, store answering
 
     def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
         # Finish what we started on these partitions and commit, so the next owner starts

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import click
 
 from stream_infer.config import Settings
+from stream_infer.kafka.startup import connect
 from stream_infer.lag.offsets import BrokerOffsets, EndOffsetMethod, default_groups
 from stream_infer.lag.status import StatusTracker
 from stream_infer.lag.view import LagView, observe
@@ -25,7 +26,9 @@ def _cluster_settings(ctx: click.Context) -> Settings:
     bootstrap = settings.resolved_bootstrap()
     if not bootstrap:
         raise click.UsageError("set KAFKA_BOOTSTRAP or STREAM_INFER_KAFKA__BOOTSTRAP_SERVERS")
-    return settings.with_bootstrap(bootstrap)
+    cluster = settings.with_bootstrap(bootstrap)
+    connect(cluster, who="lag")  # unreachable, refused or unauthorized: exit, named
+    return cluster
 
 
 def _source(
