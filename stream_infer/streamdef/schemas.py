@@ -9,12 +9,13 @@ Forms accepted (``source`` names the Feast source in every error):
   (``"transaction_id STRING, tx_amount DOUBLE, tx_datetime TIMESTAMP"``): it is rewritten to the
   equivalent JSON Schema (every field required; ``TIMESTAMP`` an RFC 3339 date-time string), so
   :attr:`~stream_infer.streamdef.spec.SourceSpec.schema_text` is always a JSON Schema.
-- ``AvroFormat(schema_json=...)``: an Avro record of primitive fields (``string``, ``double``,
-  ``float``, ``int``, ``long``, ``boolean``); the timestamp field may carry the logical type
-  ``timestamp-millis`` or ``timestamp-micros``.
+- ``AvroFormat(schema_json=...)``: an Avro record of primitive fields (``string`` and ``enum``
+  are string, ``double`` and ``float`` float64, ``int`` and ``long`` int64, ``boolean`` bool),
+  each possibly nullable (``["null", T]``: a null value is dead-lettered by the decoder); the
+  timestamp field may carry a ``timestamp-*`` or ``local-timestamp-*`` logical type.
 
 The source's timestamp field is int64 (whole UTC epoch seconds) whatever its wire type: the
-decoders convert it. Nested, nullable (unions with ``null``) and array fields are refused.
+decoders convert it. Nested records, arrays, maps and other unions are refused.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ _AVRO_KINDS: Final[dict[str, ValueKind]] = {
     "long": "int64",
     "boolean": "bool",
 }
-_AVRO_TIMESTAMPS: Final = frozenset({"timestamp-millis", "timestamp-micros"})
+_AVRO_TIMESTAMPS: Final = frozenset(
+    f"{local}timestamp-{unit}" for local in ("", "local-") for unit in ("millis", "micros", "nanos")
+)
 _DDL_FIELD: Final = re.compile(
     r"^\s*`?([A-Za-z_][A-Za-z0-9_]*)`?\s+([A-Za-z]+)(\(\s*\d+(\s*,\s*\d+)?\s*\))?\s*$"
 )
@@ -113,8 +116,12 @@ def avro_fields(schema_json: str, *, source: str, timestamp_field: str) -> tuple
         if not isinstance(name, str):
             raise DefinitionError(f"source {source}: an Avro field has no name")
         avro_type: Any = entry["type"]
+        if isinstance(avro_type, list) and len(avro_type) == 2 and "null" in avro_type:
+            avro_type = next(t for t in avro_type if t != "null")  # nullable T
         logical = None
-        if isinstance(avro_type, dict):
+        if isinstance(avro_type, dict) and avro_type.get("type") == "enum":
+            avro_type = "string"
+        elif isinstance(avro_type, dict):
             logical = avro_type.get("logicalType")
             avro_type = avro_type.get("type")
         if logical in _AVRO_TIMESTAMPS and name != timestamp_field:
@@ -125,7 +132,7 @@ def avro_fields(schema_json: str, *, source: str, timestamp_field: str) -> tuple
         if not isinstance(avro_type, str) or avro_type not in _AVRO_KINDS:
             raise DefinitionError(
                 f"source {source}, field {name}: Avro type {json.dumps(entry['type'])} is not "
-                f"supported (use one of {', '.join(_AVRO_KINDS)}; no unions, arrays or records)"
+                f"supported (use one of {', '.join(_AVRO_KINDS)}, enum, or one of them nullable)"
             )
         kind: ValueKind = "int64" if name == timestamp_field else _AVRO_KINDS[avro_type]
         fields.append(FieldSpec(name, kind))
