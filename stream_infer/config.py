@@ -221,6 +221,16 @@ class WorkerSettings(_Frozen):
         "its partitions back at once instead of waiting for a rebalance; also names its "
         "transactional.id. Stable per replica (e.g. a StatefulSet pod name)",
     )
+    group_protocol: Literal["classic", "consumer"] = Field(
+        default="classic",
+        description="consumer: KIP-848's broker-driven rebalances (Kafka 4+; the broker then "
+        "owns the session timeout, heartbeats and assignor); classic: the client-side protocol",
+    )
+    assignment_strategy: Literal["range,roundrobin", "cooperative-sticky", "range"] = Field(
+        default="range,roundrobin",
+        description="classic protocol's partition.assignment.strategy; cooperative-sticky "
+        "moves only the partitions that change owner instead of revoking all of them",
+    )
     transactional_id: str | None = Field(
         default=None,
         description="exactly-once: this instance's transactional.id (stable across restarts "

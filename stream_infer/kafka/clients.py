@@ -83,6 +83,14 @@ def consumer_config(
     )
     if settings.worker.instance_id:
         cfg["group.instance.id"] = settings.worker.instance_id
+    if settings.worker.group_protocol == "consumer":
+        # KIP-848: the broker owns the session timeout, heartbeats and the assignor; librdkafka
+        # refuses to create a consumer that sets them.
+        cfg["group.protocol"] = "consumer"
+        for key in ("session.timeout.ms", "heartbeat.interval.ms"):
+            del cfg[key]
+    else:
+        cfg["partition.assignment.strategy"] = settings.worker.assignment_strategy
     if settings.worker.processing_guarantee == "exactly-once":
         # Offsets travel inside the producer's transactions; the consumer never commits.
         cfg["enable.auto.commit"] = False

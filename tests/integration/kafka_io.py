@@ -104,3 +104,19 @@ def worker_thread(settings: Settings) -> Iterator[ScoringWorker]:
         worker.stop()
         thread.join(30)
     assert not thread.is_alive(), "worker did not stop"
+
+
+def produce_paced(settings: Settings, events: list[dict], per_second: int) -> threading.Thread:
+    """Produce ``events`` to the input topic at about ``per_second`` in a background thread
+    (started; join it), so a stream is still running when a test acts on it."""
+
+    def run() -> None:
+        step = max(1, per_second // 10)
+        for i in range(0, len(events), step):
+            started = time.monotonic()
+            produce(settings, settings.topics.transactions, events[i : i + step])
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
