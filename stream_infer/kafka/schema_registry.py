@@ -12,7 +12,6 @@ pauses and retries the batch.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Protocol
 
 from stream_infer.config import FeatureSettings
@@ -29,11 +28,9 @@ class RegistryClient(Protocol):
 
 
 def _client(conf: dict[str, Any]) -> RegistryClient:
-    # authlib (imported by the registry client) warns at import that its httpx integration is
-    # deprecated: not ours to fix, and tests turn warnings into errors.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from confluent_kafka.schema_registry import SchemaRegistryClient
+    # Imported only when a registry is configured: it pulls in httpx and authlib, whose
+    # import prints a deprecation warning about its httpx integration.
+    from confluent_kafka.schema_registry import SchemaRegistryClient
 
     client: RegistryClient = SchemaRegistryClient(conf)
     return client
@@ -76,11 +73,8 @@ class ConfluentSchemaRegistry:
             ConfigError: the registry refused our credentials (401/403).
             RetryableError: the registry did not answer (connection, timeout, 5xx).
         """
-        # Imported here, like the client: see _client.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import httpx
-            from confluent_kafka.schema_registry.error import SchemaRegistryError
+        import httpx  # here, like the client: see _client
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
 
         try:
             schema = self._client.get_schema(schema_id)

@@ -26,6 +26,7 @@ import copy
 import io
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -56,6 +57,7 @@ from stream_infer.streamdef.registry import (
 from stream_infer.streamdef.spec import FieldSpec, SourceSpec
 
 _EMPTY: Final = "empty message value"
+_ADDRESS: Final = re.compile(r" at 0x[0-9a-fA-F]+")
 _UNITS: Final = {
     None: 1,
     "timestamp-millis": 1_000,
@@ -224,8 +226,12 @@ class AvroDecoder:
             fo.seek(HEADER_BYTES)
         try:
             record = fastavro.schemaless_reader(fo, writer.schema, writer.reader)
+        except EOFError as exc:
+            raise DeadLetterError(f"not Avro{where}: the record ends early") from exc
         except Exception as exc:  # hostile bytes raise a dozen kinds of error in fastavro
-            raise DeadLetterError(f"not Avro{where}: {type(exc).__name__}: {exc}") from exc
+            # Its messages may hold an object's repr (an address): the reason must not vary.
+            text = _ADDRESS.sub("", f"{type(exc).__name__}: {exc}")
+            raise DeadLetterError(f"not Avro{where}: {text}") from exc
         left = len(raw) - fo.tell()
         if left:
             raise DeadLetterError(f"not Avro{where}: {left} bytes after the record")
