@@ -42,8 +42,10 @@ def access_failure(err: Any) -> str | None:
     name = err.name() if hasattr(err, "name") else ""
     meaning = _REFUSALS.get(name)
     text = err.str() if hasattr(err, "str") else str(err)
-    if meaning is None and name == "_TRANSPORT" and "SSL" in text:
-        meaning = _REFUSALS["_SSL"]  # a handshake the peer cut: librdkafka calls it transport
+    if meaning is None and name == "_TRANSPORT" and ("SSL routines" in text or "SSL alert" in text):
+        # The broker refused our certificate with a TLS alert after the handshake (TLS 1.3):
+        # librdkafka reports it as a transport error.
+        meaning = _REFUSALS["_SSL"]
     if meaning is None:
         return None
     return f"{meaning}: {name}: {text}"
@@ -88,6 +90,7 @@ def connect(
         return KafkaAccessError(f"{prefix}Kafka at {kafka.bootstrap_servers} refused us: {cause}")
 
     while True:
+        admin.poll(0)  # error_cb runs only from poll()
         left = deadline - time.monotonic()
         if watch.refusal is not None:
             raise refused(watch.refusal)

@@ -65,6 +65,11 @@ def test_transient_errors_are_not_refusals() -> None:
     assert access_failure(KafkaError(KafkaError._TRANSPORT, "Connection refused")) is None
     assert access_failure(KafkaError(KafkaError._ALL_BROKERS_DOWN, "down")) is None
     assert access_failure(KafkaError(KafkaError._TIMED_OUT, "slow")) is None
-    cut = KafkaError(KafkaError._TRANSPORT, "SSL transport error: alert certificate required")
+    down = KafkaError(KafkaError._TRANSPORT, "ssl://h:1/bootstrap: Connection refused")
+    assert access_failure(down) is None
+    cut = KafkaError(
+        KafkaError._TRANSPORT,
+        "ssl://h:1/bootstrap: Receive failed: error:0A000416:SSL routines::sslv3 alert "
+        "certificate unknown: SSL alert number 46",
+    )
     assert access_failure(cut) is not None
-
