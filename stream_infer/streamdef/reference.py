@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy.typing as npt
+
 from stream_infer.streamdef.ondemand import OnDemandError
 from stream_infer.streamdef.spec import (
     SECONDS_PER_DAY,
@@ -31,6 +33,9 @@ from stream_infer.streamdef.spec import (
     AggSpec,
     StreamDefinitions,
 )
+
+#: One column of events or labels: a list, or a numpy array (as the kernel's batches are).
+Column = Sequence[Any] | npt.NDArray[Any]
 
 
 def aggregate(function: AggFunction, values: Sequence[float]) -> float:
@@ -72,7 +77,7 @@ class _Entry:
 
 
 def stream_features(
-    defs: StreamDefinitions, events: Mapping[str, Sequence[Any]]
+    defs: StreamDefinitions, events: Mapping[str, Column]
 ) -> dict[str, list[float]]:
     """Every stream view's features for each event, in ``defs.stream_features()`` order.
 
@@ -114,8 +119,8 @@ def _window(agg: AggSpec, ordered: list[_Entry], time: int) -> float:
 
 def daily_features(
     defs: StreamDefinitions,
-    events: Mapping[str, Sequence[Any]],
-    labels: Mapping[str, Sequence[Any]],
+    events: Mapping[str, Column],
+    labels: Mapping[str, Column],
 ) -> dict[str, list[float]]:
     """Every daily view's features for each event, all labels known (the offline, final view).
 
@@ -156,8 +161,8 @@ def daily_features(
 
 def on_demand_features(
     defs: StreamDefinitions,
-    events: Mapping[str, Sequence[Any]],
-    features: Mapping[str, Sequence[Any]],
+    events: Mapping[str, Column],
+    features: Mapping[str, Column],
 ) -> dict[str, list[Any]]:
     """Every on-demand view's outputs, views in order, each called once with all rows.
 
@@ -165,7 +170,7 @@ def on_demand_features(
         OnDemandError: a view's function returned other names or lengths than declared.
     """
     n = _length(events)
-    known: dict[str, Sequence[Any]] = {**events, **features}
+    known: dict[str, Column] = {**events, **features}
     out: dict[str, list[Any]] = {}
     for view in defs.on_demand:
         got = view.function({name: list(known[name]) for name in view.inputs})
@@ -180,12 +185,12 @@ def on_demand_features(
 
 def feature_rows(
     defs: StreamDefinitions,
-    events: Mapping[str, Sequence[Any]],
-    labels: Mapping[str, Sequence[Any]] | None = None,
+    events: Mapping[str, Column],
+    labels: Mapping[str, Column] | None = None,
 ) -> dict[str, list[Any]]:
     """Every feature the service names, keys in ``defs.inputs`` order (no labels: every daily
     window empty). An input that is an event field and no feature is the field itself."""
-    feats: dict[str, Sequence[Any]] = dict(stream_features(defs, events))
+    feats: dict[str, Column] = dict(stream_features(defs, events))
     if defs.daily_views:
         lsrc = defs.label_source
         empty: dict[str, list[Any]] = {f.name: [] for f in lsrc.fields} if lsrc is not None else {}
@@ -194,5 +199,5 @@ def feature_rows(
     return {name: list(feats[name] if name in feats else events[name]) for name in defs.inputs}
 
 
-def _length(columns: Mapping[str, Sequence[Any]]) -> int:
+def _length(columns: Mapping[str, Column]) -> int:
     return len(next(iter(columns.values()))) if columns else 0
