@@ -22,6 +22,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -46,6 +47,8 @@ _SECOND: Final = timedelta(seconds=1)
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 _EMPTY: Final = "empty message value"
+_TZINFO: Final = attrgetter("tzinfo")
+_EXACT_BELOW: Final = 2.0**33
 #: Epoch-number timestamps beyond this many seconds are refused before any arithmetic.
 _EPOCH_NUMBER_BOUND: Final = 10**15
 
@@ -106,16 +109,22 @@ def _seconds(value: Any) -> int:
     if isinstance(value, datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return int((aware - _EPOCH) // _SECOND)
-    return int(math.floor(value))
+    floored: int = math.floor(value)
+    return floored
 
 
 def _epoch_seconds(times: list[datetime]) -> np.ndarray:
-    """Whole UTC seconds (floor, exact: integer timedelta arithmetic, no float rounding)."""
-    try:
-        return np.fromiter(((t - _EPOCH) // _SECOND for t in times), np.int64, len(times))
-    except TypeError:  # a naive time (UTC by contract) cannot be subtracted from an aware one
-        aware = [t if t.tzinfo is not None else t.replace(tzinfo=UTC) for t in times]
-        return np.fromiter(((t - _EPOCH) // _SECOND for t in aware), np.int64, len(aware))
+    """Whole UTC seconds (floor), exactly as :func:`_seconds` gives them, for a batch."""
+    if None in map(_TZINFO, times):  # naive = UTC by contract (timestamp() would say local)
+        times = [t if t.tzinfo is not None else t.replace(tzinfo=UTC) for t in times]
+    stamps = np.fromiter(map(datetime.timestamp, times), np.float64, len(times))
+    seconds = np.floor(stamps).astype(np.int64)
+    # timestamp() rounds the exact time to a double once. Below 2**33 s (the year 2242) half a
+    # double's spacing is under a microsecond, so x.999999 never rounds up to the next second
+    # and the floor is exact; later times are recomputed in integers.
+    for j in np.flatnonzero(stamps >= _EXACT_BELOW).tolist():
+        seconds[j] = _seconds(times[j])
+    return seconds
 
 
 class JsonDecoder:
