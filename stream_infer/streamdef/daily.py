@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from stream_infer.streamdef.reference import Column
 from stream_infer.streamdef.spec import SECONDS_PER_DAY, AggFunction, DailyView, StreamDefinitions
 
 #: ``(view name, entity key, UTC day)``: the partials of one view, entity and day, by column.
@@ -50,7 +51,7 @@ class DayAggregate:
 
 
 def day_partials(
-    defs: StreamDefinitions, labels: Mapping[str, Sequence[Any]]
+    defs: StreamDefinitions, labels: Mapping[str, Column]
 ) -> dict[DayKey, dict[str, DayAggregate]]:
     """Every daily view's partials from label records (deduplicated by event id, the first
     stays), in record order within a day."""
