@@ -9,11 +9,14 @@ labels, the label source's value columns joined by event id (missing where an ev
 **Point-in-time correct by construction.** Events are taken in ``(time, row order)`` order with
 the row index as their sequence number, as a time-ordered replay of the file would reach the
 stream, and each event's stream features are evaluated over its entity's events at or before
-its own ``(time, seq)`` (:mod:`stream_infer.streamdef.reference`): nothing after an event can
-reach it. Daily features read labels dated on whole days ending ``delay_days`` before the
-event's day; with every label arriving within ``delay_days`` of its event (the fraud example:
-labels come 7 days later), those days were complete before the event's day began, so the
-final offline value is the value the stream served.
+its own ``(time, seq)``: nothing after an event can reach it. The stream's own kernel computes
+them (one batch: the whole history), held to the row-by-row reference
+(:mod:`stream_infer.streamdef.reference`, ``reference=True`` here) by the tests.
+
+Daily features read labels dated on the whole days that end ``delay_days`` before the event's
+day; with every label arriving within ``delay_days`` of its event (the fraud example: 7 days),
+those days were complete when the event's day began, so the final offline value (every label
+known) is the value the stream served.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from stream_infer.errors import DefinitionError
+from stream_infer.streamdef.daily import DailyRows, day_partials
+from stream_infer.streamdef.kernel import StreamKernel
+from stream_infer.streamdef.ondemand import apply_on_demand
 from stream_infer.streamdef.reference import feature_rows
 from stream_infer.streamdef.spec import SEQ_COLUMN, SourceSpec, StreamDefinitions
 
@@ -83,10 +89,43 @@ def event_columns(frame: pd.DataFrame, source: SourceSpec) -> dict[str, np.ndarr
     return out
 
 
+def kernel_features(
+    defs: StreamDefinitions,
+    events: Mapping[str, np.ndarray],
+    labels: Mapping[str, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """Every feature the service names, for event columns in processing order (``SEQ_COLUMN``
+    included): the stream's own evaluators over one batch. Equal to
+    :func:`~stream_infer.streamdef.reference.feature_rows` (count, min and max exactly, sums to
+    rounding), in time linear in the events where the reference is quadratic.
+
+    Raises:
+        OnDemandError: an on-demand view's function broke its contract.
+    """
+    n = len(events[SEQ_COLUMN])
+    stream = StreamKernel(defs).evaluate(events)
+    feats: dict[str, np.ndarray] = {
+        name: stream[:, j] for j, name in enumerate(defs.stream_features())
+    }
+    if defs.daily_views:
+        partials = day_partials(defs, _lists(labels) if labels is not None else {})
+        daily = DailyRows(defs).evaluate(events, partials)
+        feats |= {name: daily[:, j] for j, name in enumerate(defs.daily_features())}
+    feats |= apply_on_demand(defs.on_demand, events, feats, n)
+    return {name: feats[name] if name in feats else events[name] for name in defs.inputs}
+
+
 def training_frame(
-    defs: StreamDefinitions, events: pd.DataFrame, labels: pd.DataFrame | None = None
+    defs: StreamDefinitions,
+    events: pd.DataFrame,
+    labels: pd.DataFrame | None = None,
+    *,
+    reference: bool = False,
 ) -> pd.DataFrame:
     """The training set of ``events`` (see the module docstring), rows in ``(time, row)`` order.
+
+    ``reference``: compute with the row-by-row reference evaluator (slow: quadratic per entity
+    and in the labels) instead of the stream's kernel.
 
     Raises:
         DefinitionError: a file lacks a field of its source, or one does not convert.
@@ -96,10 +135,15 @@ def training_frame(
     order = np.lexsort((np.arange(len(events)), columns[src.timestamp_field]))
     ordered = {name: values[order] for name, values in columns.items()}
     ordered[SEQ_COLUMN] = np.arange(len(order), dtype=np.int64)
-    label_columns: dict[str, list[Any]] | None = None
+    label_columns: dict[str, np.ndarray] | None = None
     if labels is not None and defs.label_source is not None:
-        label_columns = _lists(event_columns(labels, defs.label_source))
-    rows = feature_rows(defs, _lists(ordered), label_columns)
+        label_columns = event_columns(labels, defs.label_source)
+    rows: Mapping[str, Any]
+    if reference:
+        lists = _lists(label_columns) if label_columns is not None else None
+        rows = feature_rows(defs, _lists(ordered), lists)
+    else:
+        rows = kernel_features(defs, ordered, label_columns)
 
     keys = [src.key_field, *(v.join_field for v in defs.daily_views)]
     out = pd.DataFrame({src.event_id_field: ordered[src.event_id_field]})
