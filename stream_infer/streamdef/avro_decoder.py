@@ -115,6 +115,10 @@ def _load(text: str) -> dict[str, Any]:
     return schema
 
 
+def _not_avro(schema_id: int | None) -> str:
+    return "not Avro" if schema_id is None else f"not Avro (schema id {schema_id})"
+
+
 @dataclass(frozen=True)
 class _Writer:
     schema: Any  # fastavro's parsed schema
@@ -213,8 +217,9 @@ class AvroDecoder:
         if not raw:
             raise DeadLetterError(_EMPTY)
         fo = io.BytesIO(raw)
+        schema_id = None
         if self._registry is None:
-            writer, where = self._plain, ""
+            writer = self._plain
         else:
             if len(raw) < HEADER_BYTES or raw[0] != MAGIC_BYTE:
                 raise DeadLetterError(
@@ -222,19 +227,19 @@ class AvroDecoder:
                     + (f"starts with byte {raw[0]}" if raw[0] != MAGIC_BYTE else "too short")
                 )
             schema_id = int.from_bytes(raw[1:HEADER_BYTES], "big")
-            writer, where = self._writer(schema_id), f" (schema id {schema_id})"
+            writer = self._writers.get(schema_id) or self._writer(schema_id)
             fo.seek(HEADER_BYTES)
         try:
             record = fastavro.schemaless_reader(fo, writer.schema, writer.reader)
         except EOFError as exc:
-            raise DeadLetterError(f"not Avro{where}: the record ends early") from exc
+            raise DeadLetterError(f"{_not_avro(schema_id)}: the record ends early") from exc
         except Exception as exc:  # hostile bytes raise a dozen kinds of error in fastavro
             # Its messages may hold an object's repr (an address): the reason must not vary.
             text = _ADDRESS.sub("", f"{type(exc).__name__}: {exc}")
-            raise DeadLetterError(f"not Avro{where}: {text}") from exc
+            raise DeadLetterError(f"{_not_avro(schema_id)}: {text}") from exc
         left = len(raw) - fo.tell()
         if left:
-            raise DeadLetterError(f"not Avro{where}: {left} bytes after the record")
+            raise DeadLetterError(f"{_not_avro(schema_id)}: {left} bytes after the record")
         assert isinstance(record, dict)  # the reader schema is a record
         return record, writer.divisor
 
