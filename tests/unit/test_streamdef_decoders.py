@@ -25,6 +25,9 @@ from stream_infer.streamdef.decoders import build_decoder
 from stream_infer.streamdef.schemas import json_fields
 from stream_infer.streamdef.spec import SourceSpec
 from tests.integration.test_malformed_corpus import _malformed, _wellformed
+from tests.unit.test_wire import amounts as wire_amounts
+from tests.unit.test_wire import datetimes as wire_datetimes
+from tests.unit.test_wire import ids as wire_ids
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "fraud" / "feature_repo" / "definitions.py"
 SCHEMA = {
@@ -300,8 +303,63 @@ def test_fraud_schema_with_wire_limits_decides_the_corpus_as_wire_does() -> None
     assert _agreement(build_decoder(source, limits=WIRE_LIMITS)) == []
 
 
+FRAUD = build_decoder(
+    json_source(example_schema(), ts="tx_datetime", key="customer_id"), limits=WIRE_LIMITS
+)
+
+
 def test_fraud_schema_as_shipped_differs_from_wire_only_in_amount_bounds() -> None:
     # Differences stated: the example's JSON Schema has no minimum/maximum for tx_amount, so a
     # negative or absurd amount is an event to it; add "minimum": 0, "maximum": 1e9 to agree.
     source = json_source(example_schema(), ts="tx_datetime", key="customer_id")
     assert set(_agreement(build_decoder(source))) <= {"negative amount", "absurd amount"}
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "transaction_id": json_values | wire_ids,
+            "tx_datetime": json_values | wire_datetimes,
+            "customer_id": json_values | wire_ids,
+            "terminal_id": json_values | wire_ids,
+            "tx_amount": json_values | wire_amounts,
+        },
+    ),
+    st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+)
+def test_fraud_schema_decides_any_transaction_as_wire_does(
+    event: dict[str, Any], extra: dict[str, Any]
+) -> None:
+    raw = json.dumps({**extra, **event}).encode()
+    mine = outcome(FRAUD, raw)
+    try:
+        tx = wire.decode(raw)
+    except DeadLetterError:
+        assert isinstance(mine, str), (raw, mine)
+        return
+    assert mine == {
+        "transaction_id": str(tx.transaction_id),
+        "tx_datetime": wire.epoch_seconds(tx.tx_datetime),
+        "customer_id": str(tx.customer_id),
+        "terminal_id": str(tx.terminal_id),
+        "tx_amount": tx.tx_amount,
+    }, raw
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2200-01-01T00:00:00.999999Z", 7_258_118_400),
+        ("2900-01-01T00:00:00.999999Z", 29_348_006_400),
+        ("2999-12-31T23:59:59.999999Z", 32_503_679_999),
+    ],
+)
+def test_times_floor_exactly_where_a_double_would_round_up(text: str, seconds: int) -> None:
+    # Past 2**33 s (the year 2242) a double cannot hold x.999999 s: wire.py's float floor says
+    # the next second there (and refuses the last microsecond of 2999); this decoder is exact.
+    event = {"transaction_id": "t", "customer_id": "c", "terminal_id": "T", "tx_amount": 1.0}
+    values = [orjson.dumps({**event, "tx_datetime": text})]
+    assert FRAUD.decode_batch(values).columns["tx_datetime"].tolist() == [seconds]
+    assert FRAUD.decode_one(values[0])["tx_datetime"] == seconds
