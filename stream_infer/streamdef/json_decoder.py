@@ -8,10 +8,12 @@ What a JSON event must be (documented in docs/ARCHITECTURE.md, "Decoding user ev
   is refused; ``int64``: a JSON integer within int64; ``bool``: ``true``/``false``;
 - ``string``: a non-empty string, or an integer, normalised to its decimal text (ids are often
   written as numbers);
-- the timestamp field: an RFC 3339 date-time string (naive = UTC), in [1970, 3000) UTC; epoch
-  numbers are refused, as on the stream and HTTP today (a bare number does not say whether it
-  counts seconds or milliseconds). It becomes int64 epoch seconds, floored, exactly;
-- per-field :class:`~stream_infer.streamdef.decoded.FieldLimits` (bounds, string length).
+- the timestamp field, as its JSON Schema type says: ``"string"`` (the default) an RFC 3339
+  date-time (naive = UTC; an epoch number is refused, as on the stream and HTTP today: a bare
+  number does not say whether it counts seconds or milliseconds), ``"integer"``/``"number"``
+  epoch seconds. Either way in [1970, 3000) UTC, and int64 epoch seconds, floored, exactly;
+- per-field :class:`~stream_infer.streamdef.decoded.FieldLimits`: the JSON Schema's
+  ``minimum``, ``maximum`` and ``maxLength``, or the ones given (which win).
 
 A refused record's reason names every bad field (the rare slow path validates field by field).
 """
