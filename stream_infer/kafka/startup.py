@@ -59,7 +59,9 @@ class _Watch:
         self.last: str = "no answer"
 
     def __call__(self, err: Any) -> None:
-        self.last = f"{err.name()}: {err.str()}"
+        # "1/1 brokers are down" follows each refused connect; the connect error says why.
+        if err.name() != "_ALL_BROKERS_DOWN" or self.last == "no answer":
+            self.last = f"{err.name()}: {err.str()}"
         if self.refusal is None:
             self.refusal = access_failure(err)
 
