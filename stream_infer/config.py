@@ -482,11 +482,11 @@ class LabelSettings(_Frozen):
         "asyncio tasks per message (stream_infer.labels.transport): 1.5x the labels/s measured",
     )
     uvloop: bool = Field(default=True, description="run faust's event loop on uvloop if installed")
-    internal_replication_factor: int = Field(
-        default=1,
+    internal_replication_factor: int | None = Field(
+        default=None,
         ge=1,
         description="replication factor of the topics faust creates for itself (its assignor "
-        "topic); a production cluster wants 3",
+        "topic); None = topics.replication_factor",
     )
     max_watermark_step_days: int = Field(
         default=30,

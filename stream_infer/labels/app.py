@@ -188,7 +188,8 @@ def create_app(
         store="memory://",
         datadir=str(datadir),
         web_enabled=False,
-        topic_replication_factor=opts.internal_replication_factor,
+        topic_replication_factor=opts.internal_replication_factor
+        or settings.topics.replication_factor,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.kafka.session_timeout_ms / 1000,
         broker_heartbeat_interval=max(0.1, settings.kafka.session_timeout_ms / 3000),
