@@ -4,14 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint bench bench-quick clean system-tools
+.PHONY: demo test unit integration lint bench bench-quick clean system-tools kafka-jars
 
 # System tools the tests run, from Debian's packages (command:package): promtool (prometheus:
 # rule tests, `check metrics`; the package also has the server), chromium (the lag status
-# page's browser test; fonts-liberation renders its text) and redis-server. Idempotent:
+# page's browser test; fonts-liberation renders its text), redis-server, and Java and Maven
+# for the Apache Kafka the integration tests and the bench run (kafka-jars). Idempotent:
 # nothing is fetched when all are present, and `apt-get update` runs once, only when one is
 # missing.
-SYSTEM_TOOLS := promtool:prometheus chromium:chromium redis-server:redis-server
+SYSTEM_TOOLS := promtool:prometheus chromium:chromium redis-server:redis-server \
+	java:default-jre-headless mvn:maven
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +23,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/stream-infer demo
+
+# Apache Kafka's jars from Maven Central into ~/.m2 (once; later runs read the cached classpath).
+kafka-jars: $(STAMP) system-tools
+	$(BIN)/stream-infer broker fetch
 
 system-tools:
 	@missing=""; \
@@ -34,7 +40,7 @@ system-tools:
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-test: $(STAMP) system-tools
+test: $(STAMP) system-tools kafka-jars
 	$(BIN)/ruff check .
 	$(BIN)/mypy stream_infer loadgen bench
 	$(BIN)/pytest
@@ -42,7 +48,7 @@ test: $(STAMP) system-tools
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) kafka-jars
 	$(BIN)/pytest tests/integration
 
 lint: $(STAMP)
@@ -50,10 +56,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy stream_infer loadgen bench
 
-bench: $(STAMP)
+bench: $(STAMP) kafka-jars
 	$(BIN)/python -m bench
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) kafka-jars
 	$(BIN)/python -m bench --quick
 
 clean:

@@ -8,6 +8,7 @@ shutdown) and the command exits 0.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -16,7 +17,12 @@ from typing import Any
 import click
 
 from stream_infer.errors import FatalError
-from stream_infer.kafka.apache import ApacheKafka, kafka_version
+from stream_infer.kafka.apache import (
+    ApacheKafka,
+    classpath_cache_file,
+    kafka_classpath,
+    kafka_version,
+)
 from stream_infer.kafka.broker import EmbeddedBroker
 
 
@@ -57,3 +63,13 @@ def start(kind: str, port: int, data_dir: Path | None) -> None:
             if not node.alive():
                 raise FatalError(f"{label} exited by itself:\n{node.tail_log()}")
     click.echo("broker stopped", err=True)
+
+
+@broker.command()
+def fetch() -> None:
+    """Resolve Apache Kafka's jars from Maven Central (once; cached) and print where the
+    classpath is cached."""
+    jars = kafka_classpath().split(os.pathsep)
+    click.echo(
+        f"Apache Kafka {kafka_version()}: {len(jars)} jars, classpath in {classpath_cache_file()}"
+    )
