@@ -258,7 +258,13 @@ def _entity_key(view: Any, join_keys: Mapping[str, str]) -> str:
         raise DefinitionError(
             f"stream view {view.name}: needs exactly one entity (has {len(view.entities)})"
         )
-    return join_keys[view.entities[0]]
+    name = view.entities[0]
+    if name not in join_keys:
+        raise DefinitionError(
+            f"stream view {view.name}: entity {name} is not defined in the repository "
+            "(give it a module-level name: the repository parse lists only those)"
+        )
+    return join_keys[name]
 
 
 def _check_key(view: Any, key: str, topic_key: str, source: str) -> None:

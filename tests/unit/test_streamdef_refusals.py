@@ -230,3 +230,14 @@ def test_model_with_inputs_in_another_order(defs: StreamDefinitions) -> None:
         "the model's input 0 is big; feature service model_v1 puts sum_amount_3600s there "
         "(same features, another order)"
     )
+
+
+def test_entity_without_a_module_level_name(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "entities=[user]", 'entities=[Entity(name="inline", join_keys=["user_id"])]'
+    )
+    message = refused(tmp_path, text)
+    assert message == (
+        "stream view spending: entity inline is not defined in the repository (give it a "
+        "module-level name: the repository parse lists only those)"
+    )
