@@ -233,9 +233,8 @@ def test_model_with_inputs_in_another_order(defs: StreamDefinitions) -> None:
 
 
 def test_entity_without_a_module_level_name(tmp_path: Path) -> None:
-    text = BASE.replace(
-        "entities=[user]", 'entities=[Entity(name="inline", join_keys=["user_id"])]'
-    )
+    inline = 'Entity(name="inline", join_keys=["user_id"], value_type=ValueType.STRING)'
+    text = BASE.replace("entities=[user]", f"entities=[{inline}]")
     message = refused(tmp_path, text)
     assert message == (
         "stream view spending: entity inline is not defined in the repository (give it a "
