@@ -25,7 +25,7 @@ class KafkaSettings(_Frozen):
     bootstrap_servers: str | None = Field(
         default=None, description="host:port list; None means start the embedded broker"
     )
-    embedded_broker: Literal["tansu", "noida"] = "tansu"
+    embedded_broker: Literal["tansu"] = "tansu"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     ssl_ca_file: Path | None = Field(
         default=None, description="PEM CA bundle the brokers' certificates chain to (SSL, SASL_SSL)"

