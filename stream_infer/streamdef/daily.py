@@ -23,8 +23,10 @@ import numpy.typing as npt
 from stream_infer.streamdef.reference import Column
 from stream_infer.streamdef.spec import SECONDS_PER_DAY, AggFunction, DailyView, StreamDefinitions
 
-#: ``(view name, entity key, UTC day)``: the partials of one view, entity and day, by column.
-DayKey = tuple[str, Hashable, int]
+#: ``(view name, entity key)``: whose days a :data:`DayPartials` value holds.
+ViewKey = tuple[str, Hashable]
+#: Per view and entity, per UTC day, one :class:`DayAggregate` per column the view reads.
+DayPartials = Mapping[ViewKey, Mapping[int, Mapping[str, "DayAggregate"]]]
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class DayAggregate:
 
 def day_partials(
     defs: StreamDefinitions, labels: Mapping[str, Column]
-) -> dict[DayKey, dict[str, DayAggregate]]:
+) -> dict[ViewKey, dict[int, dict[str, DayAggregate]]]:
     """Every daily view's partials from label records (deduplicated by event id, the first
     stays), in record order within a day."""
     src = defs.label_source
@@ -65,7 +67,7 @@ def day_partials(
         if labels[src.event_id_field][j] not in seen:
             seen.add(labels[src.event_id_field][j])
             keep.append(j)
-    out: dict[DayKey, dict[str, DayAggregate]] = {}
+    out: dict[ViewKey, dict[int, dict[str, DayAggregate]]] = {}
     for view in defs.daily_views:
         columns = sorted({a.column for a in view.aggregations})
         groups: dict[tuple[Hashable, int], list[int]] = {}
@@ -73,7 +75,7 @@ def day_partials(
             day = int(labels[src.timestamp_field][j]) // SECONDS_PER_DAY
             groups.setdefault((labels[view.entity][j], day), []).append(j)
         for (key, day), rows in groups.items():
-            out[(view.name, key, day)] = {
+            out.setdefault((view.name, key), {})[day] = {
                 c: DayAggregate.of([float(labels[c][j]) for j in rows]) for c in columns
             }
     return out
@@ -87,41 +89,45 @@ class DailyRows:
         self.features = defs.daily_features()
 
     def evaluate(
-        self,
-        events: Mapping[str, npt.NDArray[Any]],
-        partials: Mapping[DayKey, Mapping[str, DayAggregate]],
+        self, events: Mapping[str, npt.NDArray[Any]], partials: DayPartials
     ) -> npt.NDArray[np.float64]:
-        """``(n, len(defs.daily_features()))`` features, rows in input order; a day with no
-        partials counts as no records."""
+        """``(n, len(defs.daily_features()))`` features, rows in input order; an entity or a
+        day without partials counts as no records."""
         days = np.asarray(events[self.defs.source.timestamp_field], dtype=np.int64)
         days = days // SECONDS_PER_DAY
         out = np.empty((len(days), len(self.features)), dtype=np.float64)
         col = 0
         for view in self.defs.daily_views:
             width = len(view.aggregations)
+            empty = [_finish(a.function, []) for a in view.aggregations]
+            rows: list[list[float]] = []
             memo: dict[tuple[Hashable, int], list[float]] = {}
-            keys = events[view.join_field].tolist()
-            for i, (key, day) in enumerate(zip(keys, days.tolist(), strict=True)):
+            for key, day in zip(events[view.join_field].tolist(), days.tolist(), strict=True):
                 row = memo.get((key, day))
                 if row is None:
-                    row = memo[(key, day)] = _view_row(view, key, day, partials)
-                out[i, col : col + width] = row
+                    held = partials.get((view.name, key))
+                    row = empty if held is None else _view_row(view, held, day)
+                    memo[(key, day)] = row
+                rows.append(row)
+            if rows:
+                out[:, col : col + width] = rows
             col += width
         return out
 
 
 def _view_row(
-    view: DailyView, key: Hashable, day: int, partials: Mapping[DayKey, Mapping[str, DayAggregate]]
+    view: DailyView, held: Mapping[int, Mapping[str, DayAggregate]], day: int
 ) -> list[float]:
     end = day - view.delay_days
+    first = end - view.horizon_days + view.delay_days
+    if len(held) > end - first:
+        present = [d for d in range(first, end) if d in held]
+    else:
+        present = sorted(d for d in held if first <= d < end)
     row = []
     for agg in view.aggregations:
-        days = [
-            parts[agg.column]
-            for d in range(end - agg.window_s // SECONDS_PER_DAY, end)
-            if (parts := partials.get((view.name, key, d))) is not None
-        ]
-        row.append(_finish(agg.function, days))
+        start = end - agg.window_s // SECONDS_PER_DAY
+        row.append(_finish(agg.function, [held[d][agg.column] for d in present if d >= start]))
     return row
 
 

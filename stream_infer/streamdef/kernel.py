@@ -22,7 +22,7 @@ definitions and random streams, with eviction and reload.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,9 @@ from stream_infer.streamdef.spec import SEQ_COLUMN, StreamDefinitions
 from stream_infer.streamdef.windows import Plan, features_at, first_after
 
 _CHAINS = ("cum", "c1", "c2")
+#: An entity's out-of-reach entries are dropped in one go once there are this many (or they
+#: are half its history): each drop is a few numpy calls, so not for every entry.
+PRUNE_AT = 64
 
 
 @dataclass(frozen=True)
@@ -64,18 +67,27 @@ class KernelBatch:
     features: Floats
     #: False where the event was a re-delivery of a stored entry (nothing was added).
     new: npt.NDArray[np.bool_]
+    #: Event ids dropped by pruning during the batch, by entity (``margin_s`` set only).
+    dropped: dict[Hashable, list[Any]] = field(default_factory=dict)
 
 
 class StreamKernel:
     """Per-entity histories of one :class:`StreamDefinitions`' event source, and its stream
     views' features for each batch. Not thread-safe: one owner.
 
-    ``refresh``: ``"append"`` fills min/max tables at the new entries only; ``"segment"``
-    rebuilds them over every touched segment (kept for bench/streamdef_kernel.py).
+    ``margin_s``: when set, an entity that takes the in-order path drops the entries no event
+    within ``margin_s`` of its newest can reach, once there are ``PRUNE_AT`` of them or they are
+    half its history (amortised; :meth:`prune` does it for all at once). ``refresh``:
+    ``"append"`` fills min/max tables at the new entries only; ``"segment"`` rebuilds them over
+    every touched segment (kept for bench/streamdef_kernel.py).
     """
 
-    def __init__(self, defs: StreamDefinitions, *, refresh: str = "append") -> None:
+    def __init__(
+        self, defs: StreamDefinitions, *, margin_s: int | None = None, refresh: str = "append"
+    ) -> None:
         self.defs = defs
+        self.margin_s = margin_s
+        self._key_of: dict[int, Hashable] = {}
         self.plan = Plan.of(defs)
         self.pool = EntityPool(self.plan.templates())
         self._slots: dict[Hashable, int] = {}
@@ -115,11 +127,16 @@ class StreamKernel:
         new = np.ones(n, dtype=bool)
         if n == 0:
             return KernelBatch(out, new)
-        slots = np.fromiter((self._slot(k) for k in keys), dtype=np.int64, count=n)
+        found = list(map(self._slots.get, keys))
+        if None in found:
+            found = [self._slot(k) if s is None else s for k, s in zip(keys, found, strict=True)]
+        slots = np.array(found, dtype=np.int64)
         times = np.asarray(events[src.timestamp_field], dtype=np.int64)
         seqs = np.asarray(events[SEQ_COLUMN], dtype=np.int64)
-        ids = np.empty(n, dtype=object)
-        ids[:] = events[src.event_id_field].tolist()
+        ids = np.asarray(events[src.event_id_field])
+        if ids.dtype != object:  # stored as the Python objects they compare as
+            ids = np.empty(n, dtype=object)
+            ids[:] = events[src.event_id_field].tolist()
         x = np.empty((len(self.plan.columns), n), dtype=np.float64)
         for i, c in enumerate(self.plan.columns):
             x[i] = events[c]
@@ -134,17 +151,21 @@ class StreamKernel:
         bad = ts <= prev  # late, sharing a second with an earlier entry, or a duplicate
         slow = np.unique(ss[bad]) if bad.any() else np.empty(0, dtype=np.int64)
         fast = ~np.isin(ss, slow) if len(slow) else np.ones(n, dtype=bool)
+        dropped: dict[Hashable, list[Any]] = {}
         if fast.any():
-            self._append(order[fast], ss[fast], first[fast], times, seqs, ids, x, out)
+            appended = self._append(order[fast], ss[fast], first[fast], times, seqs, ids, x, out)
+            if self.margin_s is not None:
+                dropped = self._prune_slots(appended, self.margin_s, PRUNE_AT)
         for slot in slow.tolist():
             for row in order[ss == slot].tolist():
                 new[row] = self._one(slot, row, times, seqs, ids, x, out)
-        return KernelBatch(out, new)
+        return KernelBatch(out, new, dropped)
 
     def _slot(self, key: Hashable) -> int:
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = self.pool.alloc()
+            self._key_of[slot] = key
             if slot >= self._shift.shape[1]:
                 grown = np.zeros((self._shift.shape[0], 2 * slot + 2), dtype=np.float64)
                 grown[:, : self._shift.shape[1]] = self._shift
@@ -173,8 +194,9 @@ class StreamKernel:
         ids: npt.NDArray[np.object_],
         x: Floats,
         out: Floats,
-    ) -> None:
-        """The in-order path: ``rows`` sorted by slot, in batch order within one."""
+    ) -> Ints:
+        """The in-order path: ``rows`` sorted by slot, in batch order within one. Returns the
+        slots appended to."""
         pool = self.pool
         a = pool.arrays
         m = len(rows)
@@ -218,6 +240,7 @@ class StreamKernel:
         feats = features_at(pool, self.plan, pool.start[ss], pos, shift)
         out[rows] = feats
         a["feats"][:, pos] = feats.T
+        return uniq
 
     def _fill_tables(self, slots: Ints, positions: Ints) -> None:
         pool = self.pool
@@ -348,29 +371,39 @@ class StreamKernel:
         Raises:
             KeyError: ``key`` is not held.
         """
-        self.pool.free(self._slots.pop(key))
+        slot = self._slots.pop(key)
+        del self._key_of[slot]
+        self.pool.free(slot)
 
     def prune(self, margin_s: int) -> dict[Hashable, list[Any]]:
         """Drop each entity's entries at or before ``newest - horizon - margin_s`` (``newest``
         its own newest entry): no event within ``margin_s`` of its entity's newest can reach
         them. A re-delivery of a dropped entry is no longer recognised. Returns the dropped
         event ids by entity."""
-        if not self._slots:
-            return {}
-        keys = list(self._slots)
-        slots = np.array([self._slots[k] for k in keys], dtype=np.int64)
+        slots = np.fromiter(self._slots.values(), dtype=np.int64, count=len(self._slots))
+        return self._prune_slots(slots, margin_s, 1)
+
+    def _prune_slots(self, slots: Ints, margin_s: int, least: int) -> dict[Hashable, list[Any]]:
+        """Drop the out-of-reach front of each of ``slots`` where it is at least ``least``
+        entries or half the segment."""
         pool = self.pool
         lo = pool.start[slots]
-        hi = lo + pool.length[slots]
-        newest = pool.arrays["t"][np.maximum(hi - 1, 0)]
-        cut = first_after(pool.arrays["t"], lo, hi, newest - self.plan.horizon_s - margin_s) - lo
-        cut[hi == lo] = 0
+        length = pool.length[slots]
+        hi = lo + length
+        t = pool.arrays["t"]
+        newest = t[np.maximum(hi - 1, 0)]
+        reach = newest - self.plan.horizon_s - margin_s
+        cand = (length > 0) & (t[lo] <= reach)
+        if not cand.any():
+            return {}
+        cut = first_after(t, lo[cand], hi[cand], reach[cand]) - lo[cand]
+        go = (cut >= least) | (2 * cut >= length[cand])
         dropped: dict[Hashable, list[Any]] = {}
-        for i in np.flatnonzero(cut).tolist():
-            slot = int(slots[i])
-            start = int(lo[i])
-            dropped[keys[i]] = pool.arrays["ids"][start : start + int(cut[i])].tolist()
-            pool.drop_front(slot, int(cut[i]))
+        for slot, start, k in zip(
+            slots[cand][go].tolist(), lo[cand][go].tolist(), cut[go].tolist(), strict=True
+        ):
+            dropped[self._key_of[slot]] = pool.arrays["ids"][start : start + k].tolist()
+            pool.drop_front(slot, k)
             self._restart_shifted(slot)
         return dropped
 

@@ -118,6 +118,11 @@ class EntityPool:
             return
         moving = slots[move]
         new_cap = room(need[move])
+        if self.end + int(new_cap.sum()) > self.size and 2 * self.holes > self.end:
+            # Half the pool is holes: compact (every segment moves, with room) rather than grow.
+            self.compact()
+            self.reserve(slots, extra)
+            return
         self._ensure(self.end + int(new_cap.sum()))
         new_start = self.end + np.cumsum(new_cap) - new_cap
         lengths = self.length[moving]

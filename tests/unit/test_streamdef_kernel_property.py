@@ -151,7 +151,7 @@ def through_kernel(
 ) -> npt.NDArray[np.float64]:
     """``cols`` through one kernel in batches ending at ``cuts``, exporting and evicting the
     entities ``evictions[b]`` after batch ``b`` and loading them back when next needed."""
-    kernel = StreamKernel(defs)
+    kernel = StreamKernel(defs, margin_s=LATE_MAX if prune else None)
     store: dict[str, EntityHistory] = {}
     n = len(cols["id"])
     parts = [np.empty((0, len(defs.stream_features())))]
