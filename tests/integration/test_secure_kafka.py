@@ -31,8 +31,10 @@ from .secure_kafka import (
     PLAIN_USER,
     TOPICS_ONLY_PASSWORD,
     TOPICS_ONLY_USER,
+    OidcServer,
     SecureNode,
     mtls_settings,
+    oauth_settings,
     plaintext,
     sasl_settings,
     secure_node,
@@ -45,9 +47,18 @@ REFUSED_WITHIN_S = 10.0
 
 
 @pytest.fixture(scope="module")
-def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureNode]:
+def oidc() -> Iterator[OidcServer]:
+    server = OidcServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory, oidc: OidcServer) -> Iterator[SecureNode]:
     folder = tmp_path_factory.mktemp("secure-kafka")
-    node = secure_node(make_pki(folder / "pki"), make_pki(folder / "rogue"), folder)
+    node = secure_node(make_pki(folder / "pki"), make_pki(folder / "rogue"), folder, oidc)
     try:
         yield node
     finally:
@@ -88,7 +99,7 @@ def wait_until(check: Callable[[], bool], what: str, procs: list[WorkerProcess])
 
 
 def secured_settings(
-    kind: str, base: Settings, secure: SecureNode, tmp: Path, registry: Path
+    kind: str, base: Settings, secure: SecureNode, oidc: OidcServer, tmp: Path, registry: Path
 ) -> Settings:
     settings = make_test_settings(
         base, secure.admin_bootstrap, tmp, partitions=2, model={"registry_dir": str(registry)}
@@ -97,19 +108,22 @@ def secured_settings(
         return sasl_settings(settings, secure)
     if kind == "sasl-plain":
         return sasl_settings(settings, secure, PLAIN_USER, PLAIN_PASSWORD, "PLAIN")
+    if kind == "oauthbearer":
+        return oauth_settings(settings, secure, oidc)
     return mtls_settings(settings, secure)
 
 
-@pytest.mark.parametrize("kind", ["sasl-scram-sha-512", "mtls"])
+@pytest.mark.parametrize("kind", ["sasl-scram-sha-512", "mtls", "oauthbearer"])
 def test_every_component_connects_and_scores(
     kind: str,
     base_settings: Settings,
     secure: SecureNode,
+    oidc: OidcServer,
     tmp_path: Path,
     model_registry: Path,
     dataset: tuple[Path, int],
 ) -> None:
-    settings = secured_settings(kind, base_settings, secure, tmp_path, model_registry)
+    settings = secured_settings(kind, base_settings, secure, oidc, tmp_path, model_registry)
     mine = plaintext(settings, secure)  # the test's own reads: the super-user listener
 
     applied = run(settings, "topics", "apply")
@@ -167,15 +181,23 @@ def test_every_component_connects_and_scores(
 
 
 def test_sasl_plain_connects(
-    base_settings: Settings, secure: SecureNode, tmp_path: Path, model_registry: Path
+    base_settings: Settings,
+    secure: SecureNode,
+    oidc: OidcServer,
+    tmp_path: Path,
+    model_registry: Path,
 ) -> None:
-    settings = secured_settings("sasl-plain", base_settings, secure, tmp_path, model_registry)
+    settings = secured_settings("sasl-plain", base_settings, secure, oidc, tmp_path, model_registry)
     applied = run(settings, "topics", "apply")
     assert applied.returncode == 0, applied.stderr
 
 
-def _refused(kind: str, base: Settings, secure: SecureNode, tmp: Path) -> Settings:
+def _refused(
+    kind: str, base: Settings, secure: SecureNode, oidc: OidcServer, tmp: Path
+) -> Settings:
     settings = make_test_settings(base, secure.admin_bootstrap, tmp)
+    if kind == "wrong-client-secret":
+        return oauth_settings(settings, secure, oidc, secret="not-the-secret")
     if kind == "wrong-password":
         return sasl_settings(settings, secure, password="not-the-password")
     if kind == "untrusted-broker-certificate":
@@ -190,6 +212,7 @@ def _refused(kind: str, base: Settings, secure: SecureNode, tmp: Path) -> Settin
 
 CAUSES = {
     "wrong-password": "authentication failed",
+    "wrong-client-secret": "authentication failed",
     "untrusted-broker-certificate": "TLS handshake failed",
     "untrusted-client-certificate": "TLS handshake failed",
     "no-topic-acl": "TOPIC_AUTHORIZATION_FAILED",
@@ -208,7 +231,7 @@ COMMANDS = {
 @pytest.mark.parametrize(
     ("kind", "command"),
     [(kind, "worker") for kind in CAUSES]
-    + [("no-group-acl", "labels")]
+    + [("no-group-acl", "labels"), ("wrong-client-secret", "labels")]
     + [("wrong-password", c) for c in COMMANDS if c != "worker"],
 )
 def test_a_refused_start_exits_within_seconds_naming_the_cause(
@@ -216,11 +239,12 @@ def test_a_refused_start_exits_within_seconds_naming_the_cause(
     command: str,
     base_settings: Settings,
     secure: SecureNode,
+    oidc: OidcServer,
     tmp_path: Path,
     model_registry: Path,
     dataset: tuple[Path, int],
 ) -> None:
-    settings = _refused(kind, base_settings, secure, tmp_path)
+    settings = _refused(kind, base_settings, secure, oidc, tmp_path)
     settings = settings.model_copy(
         update={"model": settings.model.model_copy(update={"registry_dir": model_registry})}
     )
