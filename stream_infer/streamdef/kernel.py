@@ -1,22 +1,18 @@
-"""The compiled stream kernel: a definition's stream views over a whole batch, per-entity
-histories kept as columns (:class:`~.pool.EntityPool`), features read by :mod:`.windows`.
+"""The compiled stream kernel: a definition's stream views over whole batches, entity keys
+mapped to the slots of :class:`~.histories.Histories`, with hooks for a store (export, load,
+evict, prune).
 
 Semantics are :mod:`stream_infer.streamdef.reference`'s, event by event in batch order. Two
-paths give exactly that:
-
-- **in order** (nearly every entity of a batch): each of the entity's events in the batch is
-  strictly later than everything before it, so none can be a duplicate (a duplicate repeats its
-  second) or land before another; appending them all, then evaluating each at its own position,
-  is doing it one by one. Appends, running sums, min/max tables and window searches are numpy
-  over the batch.
-- **one by one** (a late event, a second shared with an earlier entry, a re-delivery): the
-  entity's events of the batch go through :meth:`StreamKernel._one`, which looks the event up
-  among the entries of its second, inserts it in ``(time, seq)`` order and rebuilds the running
-  sums and tables after it.
+paths give exactly that (:mod:`.histories`): an entity whose events in the batch each come
+strictly after everything before it by ``(time, seq)`` and repeat no id of their second takes
+the vectorised in-order path; any other (a late event, a tie with a smaller seq, a
+re-delivery) takes the one-by-one path for all of its events of the batch. Ties in order (a
+second shared, a larger seq) stay on the fast path: the window search stops at the event's own
+position, so a later entry of its second never reaches it.
 
 Every entry keeps the features it got, so a re-delivered event gets them again exactly.
 tests/unit/test_streamdef_kernel_property.py holds the kernel to the reference on random
-definitions and random streams, with eviction and reload.
+definitions and random streams, with eviction, reload and pruning.
 """
 
 from __future__ import annotations
@@ -28,35 +24,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stream_infer.streamdef import minmax
-from stream_infer.streamdef.pool import EntityPool, Floats, Ints, spans
+from stream_infer.streamdef.histories import EntityHistory, Histories
+from stream_infer.streamdef.pool import Floats, Ints
 from stream_infer.streamdef.spec import SEQ_COLUMN, StreamDefinitions
-from stream_infer.streamdef.windows import Plan, features_at, first_after
+from stream_infer.streamdef.windows import Plan
 
-_CHAINS = ("cum", "c1", "c2")
+__all__ = ["PRUNE_AT", "EntityHistory", "KernelBatch", "StreamKernel"]
+
 #: An entity's out-of-reach entries are dropped in one go once there are this many (or they
 #: are half its history): each drop is a few numpy calls, so not for every entry.
 PRUNE_AT = 64
-
-
-@dataclass(frozen=True)
-class EntityHistory:
-    """One entity's kept entries, oldest first, as the kernel holds them (for a store).
-
-    ``values``, ``sums``, ``c1``, ``c2`` and ``features`` have one column per entry; reloading
-    all of it (running sums included) gives bit-for-bit the features a never-evicted entity
-    would get.
-    """
-
-    times: Ints
-    seqs: Ints
-    ids: list[Any]
-    values: Floats
-    sums: Floats
-    c1: Floats
-    c2: Floats
-    shifts: Floats
-    features: Floats
 
 
 @dataclass(frozen=True)
@@ -87,16 +64,10 @@ class StreamKernel:
     ) -> None:
         self.defs = defs
         self.margin_s = margin_s
-        self._key_of: dict[int, Hashable] = {}
         self.plan = Plan.of(defs)
-        self.pool = EntityPool(self.plan.templates())
+        self.histories = Histories(self.plan, refresh_segments=refresh == "segment")
         self._slots: dict[Hashable, int] = {}
-        self._shift = np.zeros((len(self.plan.var_columns), 16), dtype=np.float64)
-        self._var_x = self.plan.x_rows(self.plan.var_columns)
-        self._sum_x = self.plan.x_rows(self.plan.sum_columns)
-        self._tables = [(f"min:{c}", self.plan.columns.index(c)) for c in self.plan.min_columns]
-        self._tables += [(f"max:{c}", self.plan.columns.index(c)) for c in self.plan.max_columns]
-        self._refresh_segments = refresh == "segment"
+        self._key_of: dict[int, Hashable] = {}
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -142,183 +113,68 @@ class StreamKernel:
             x[i] = events[c]
         order = np.argsort(slots, kind="stable")
         ss = slots[order]
-        ts = times[order]
         first = np.ones(n, dtype=bool)
         first[1:] = ss[1:] != ss[:-1]
-        prev = np.empty(n, dtype=np.int64)
-        prev[1:] = ts[:-1]
-        prev[first] = self._last_times(ss[first])
-        bad = ts <= prev  # late, sharing a second with an earlier entry, or a duplicate
-        slow = np.unique(ss[bad]) if bad.any() else np.empty(0, dtype=np.int64)
+        slow = self._slow_slots(order, ss, first, times, seqs, ids)
         fast = ~np.isin(ss, slow) if len(slow) else np.ones(n, dtype=bool)
+        hist = self.histories
         dropped: dict[Hashable, list[Any]] = {}
         if fast.any():
-            appended = self._append(order[fast], ss[fast], first[fast], times, seqs, ids, x, out)
+            appended = hist.append(order[fast], ss[fast], first[fast], times, seqs, ids, x, out)
             if self.margin_s is not None:
                 dropped = self._prune_slots(appended, self.margin_s, PRUNE_AT)
         for slot in slow.tolist():
             for row in order[ss == slot].tolist():
-                new[row] = self._one(slot, row, times, seqs, ids, x, out)
+                new[row] = hist.one(slot, row, times, seqs, ids, x, out)
         return KernelBatch(out, new, dropped)
 
-    def _slot(self, key: Hashable) -> int:
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = self._slots[key] = self.pool.alloc()
-            self._key_of[slot] = key
-            if slot >= self._shift.shape[1]:
-                grown = np.zeros((self._shift.shape[0], 2 * slot + 2), dtype=np.float64)
-                grown[:, : self._shift.shape[1]] = self._shift
-                self._shift = grown
-        return slot
-
-    def _last_times(self, slots: Ints) -> Ints:
-        lengths = self.pool.length[slots]
-        last = self.pool.arrays["t"][np.maximum(self.pool.start[slots] + lengths - 1, 0)]
-        return np.where(lengths > 0, last, np.iinfo(np.int64).min)
-
-    def _terms(self, name: str, values: Floats, shift: Floats) -> Floats:
-        """What running-sum array ``name`` adds up, given ``x`` columns ``values``."""
-        if name == "cum":
-            return values[self._sum_x]
-        d = values[self._var_x] - shift
-        return d if name == "c1" else d * d
-
-    def _append(
+    def _slow_slots(
         self,
-        rows: Ints,
+        order: Ints,
         ss: Ints,
         first: npt.NDArray[np.bool_],
         times: Ints,
         seqs: Ints,
         ids: npt.NDArray[np.object_],
-        x: Floats,
-        out: Floats,
     ) -> Ints:
-        """The in-order path: ``rows`` sorted by slot, in batch order within one. Returns the
-        slots appended to."""
-        pool = self.pool
-        a = pool.arrays
-        m = len(rows)
-        group = np.cumsum(first) - 1
-        heads = np.flatnonzero(first)
-        rank = np.arange(m, dtype=np.int64) - heads[group]
-        uniq = ss[heads]
-        counts = np.diff(np.append(heads, m))
-        pool.reserve(uniq, counts)
-        a = pool.arrays
-        lengths = pool.length[uniq]
-        pos = pool.start[ss] + lengths[group] + rank
-        xs = x[:, rows]
-        a["t"][pos] = times[rows]
-        a["seq"][pos] = seqs[rows]
-        a["ids"][pos] = ids[rows]
-        a["x"][:, pos] = xs
-        empty = uniq[lengths == 0]
-        if len(empty) and len(self._var_x):
-            self._shift[:, empty] = xs[self._var_x][:, heads[lengths == 0]]
-        shift = self._shift[:, ss]
-        last = np.maximum(pool.start[uniq] + lengths - 1, 0)
-        for name in _CHAINS:
-            chain = a[name]
-            if not chain.shape[0]:
-                continue
-            terms = self._terms(name, xs, shift)
-            tail = chain[:, last] + self._terms(name, a["x"][:, last], self._shift[:, uniq])
-            vals = np.empty_like(terms)
-            vals[:, heads] = np.where(lengths > 0, tail, 0.0)
-            # One entry at a time, as the one-by-one path adds them (the same rounding).
-            for r in range(1, int(rank.max()) + 1):
-                at = np.flatnonzero(rank == r)
-                vals[:, at] = vals[:, at - 1] + terms[:, at - 1]
-            chain[:, pos] = vals
-        pool.length[uniq] = lengths + counts
-        if self._refresh_segments:
-            self._fill_tables(uniq, spans(pool.start[uniq], pool.length[uniq]))
-        else:
-            self._fill_tables(uniq, pos)
-        feats = features_at(pool, self.plan, pool.start[ss], pos, shift)
-        out[rows] = feats
-        a["feats"][:, pos] = feats.T
-        return uniq
+        """Slots (sorted) with an event of the batch that is not strictly after everything
+        before it by ``(time, seq)``, or that repeats an id of its second."""
+        ts = times[order]
+        qs = seqs[order]
+        prev_t = np.empty_like(ts)
+        prev_t[1:] = ts[:-1]
+        prev_t[first] = self.histories.last_times(ss[first])
+        prev_q = np.empty_like(qs)
+        prev_q[1:] = qs[:-1]
+        prev_q[first] = self.histories.last_seqs(ss[first])
+        tie = ts == prev_t
+        bad = (ts < prev_t) | (tie & (qs <= prev_q))
+        tied = np.flatnonzero(tie & ~bad).tolist()
+        sorted_ids = ids[order] if tied else ids
+        for i in tied:
+            bad[i] = self._repeats(i, ss, first, ts, sorted_ids)
+        return np.unique(ss[bad]) if bad.any() else np.empty(0, dtype=np.int64)
 
-    def _fill_tables(self, slots: Ints, positions: Ints) -> None:
-        pool = self.pool
-        if not self._tables:
-            return
-        levels = minmax.levels_for(int(pool.length[slots].max()))
-        for name, xi in self._tables:
-            op: minmax.MinMax = "min" if name.startswith("min") else "max"
-            table = minmax.with_levels(pool.arrays[name], levels, pool.end, op)
-            pool.arrays[name] = table
-            table[0, positions] = pool.arrays["x"][xi, positions]
-            minmax.fill(table, positions, op)
-
-    def _one(
-        self,
-        slot: int,
-        row: int,
-        times: Ints,
-        seqs: Ints,
-        ids: npt.NDArray[np.object_],
-        x: Floats,
-        out: Floats,
+    def _repeats(
+        self, i: int, ss: Ints, first: npt.NDArray[np.bool_], ts: Ints, ids: npt.NDArray[Any]
     ) -> bool:
-        """One event through the slow path; False if it was a re-delivery."""
-        pool = self.pool
-        lo, hi = pool.bounds(slot)
-        t = int(times[row])
-        seg_t = pool.arrays["t"][lo:hi]
-        a_ = int(np.searchsorted(seg_t, t, side="left"))
-        b_ = int(np.searchsorted(seg_t, t, side="right"))
-        for j, stored in enumerate(pool.arrays["ids"][lo + a_ : lo + b_].tolist()):
-            if stored == ids[row]:
-                out[row] = pool.arrays["feats"][:, lo + a_ + j]
+        """Whether sorted row ``i`` (a tie in order) repeats the id of an earlier event of its
+        entity and second, in the batch or held."""
+        j = i
+        while not first[j]:
+            j -= 1
+            if ts[j] != ts[i]:
                 return False
-        same = pool.arrays["seq"][lo + a_ : lo + b_]
-        offset = a_ + int(np.searchsorted(same, seqs[row], side="right"))
-        was_empty = hi == lo
-        pos = pool.open_gap(slot, offset)
-        lo, hi = pool.bounds(slot)
-        a = pool.arrays
-        a["t"][pos] = t
-        a["seq"][pos] = seqs[row]
-        a["ids"][pos] = ids[row]
-        a["x"][:, pos] = x[:, row]
-        if was_empty and len(self._var_x):
-            self._shift[:, slot] = x[self._var_x, row]
-        self._rechain(slot, pos)
-        self._fill_tables(np.array([slot], dtype=np.int64), np.arange(pos, hi, dtype=np.int64))
-        feats = features_at(
-            pool,
-            self.plan,
-            np.array([lo], dtype=np.int64),
-            np.array([pos], dtype=np.int64),
-            self._shift[:, [slot]],
-        )
-        out[row] = feats[0]
-        a["feats"][:, pos] = feats[0]
-        return True
+            if ids[j] == ids[i]:
+                return True
+        return self.histories.holds(int(ss[i]), int(ts[i]), ids[i])
 
-    def _rechain(self, slot: int, pos: int) -> None:
-        """Recompute ``slot``'s running sums from pool index ``pos`` to its end, starting from
-        the prefix held at ``pos`` (0 at an empty segment's start)."""
-        pool = self.pool
-        a = pool.arrays
-        lo, hi = pool.bounds(slot)
-        shift = self._shift[:, [slot]]
-        for name in _CHAINS:
-            chain = a[name]
-            if not chain.shape[0]:
-                continue
-            if pos == hi - 1 and pos > lo:  # appended: the prefix is the previous entry's sum
-                base = chain[:, pos - 1] + self._terms(name, a["x"][:, [pos - 1]], shift)[:, 0]
-            elif pos == lo and hi - lo == 1:
-                base = np.zeros(chain.shape[0])
-            else:  # the entry shifted right left its exclusive prefix here
-                base = chain[:, pos].copy()
-            terms = self._terms(name, a["x"][:, pos : hi - 1], shift)
-            chain[:, pos:hi] = np.cumsum(np.concatenate([base[:, None], terms], axis=1), axis=1)
+    def _slot(self, key: Hashable) -> int:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = self.histories.alloc()
+            self._key_of[slot] = key
+        return slot
 
     # -- state ---------------------------------------------------------------------------
     def export_entity(self, key: Hashable) -> EntityHistory:
@@ -327,43 +183,13 @@ class StreamKernel:
         Raises:
             KeyError: ``key`` is not held.
         """
-        slot = self._slots[key]
-        lo, hi = self.pool.bounds(slot)
-        a = self.pool.arrays
-        return EntityHistory(
-            times=a["t"][lo:hi].copy(),
-            seqs=a["seq"][lo:hi].copy(),
-            ids=a["ids"][lo:hi].tolist(),
-            values=a["x"][:, lo:hi].copy(),
-            sums=a["cum"][:, lo:hi].copy(),
-            c1=a["c1"][:, lo:hi].copy(),
-            c2=a["c2"][:, lo:hi].copy(),
-            shifts=self._shift[:, slot].copy(),
-            features=a["feats"][:, lo:hi].copy(),
-        )
+        return self.histories.export(self._slots[key])
 
     def load_entity(self, key: Hashable, history: EntityHistory) -> None:
         """Hold ``history`` as ``key``'s entries (replacing any held)."""
         if key in self._slots:
             self.evict(key)
-        slot = self._slot(key)
-        pool = self.pool
-        k = len(history.times)
-        pool.reserve(np.array([slot], dtype=np.int64), np.array([k], dtype=np.int64))
-        lo = int(pool.start[slot])
-        a = pool.arrays
-        a["t"][lo : lo + k] = history.times
-        a["seq"][lo : lo + k] = history.seqs
-        a["ids"][lo : lo + k] = history.ids
-        a["x"][:, lo : lo + k] = history.values
-        a["cum"][:, lo : lo + k] = history.sums
-        a["c1"][:, lo : lo + k] = history.c1
-        a["c2"][:, lo : lo + k] = history.c2
-        a["feats"][:, lo : lo + k] = history.features
-        self._shift[:, slot] = history.shifts
-        pool.length[slot] = k
-        if k:
-            self._fill_tables(np.array([slot], dtype=np.int64), np.arange(lo, lo + k))
+        self.histories.load(self._slot(key), history)
 
     def evict(self, key: Hashable) -> None:
         """Forget ``key``'s entries (export them first to keep them).
@@ -373,7 +199,7 @@ class StreamKernel:
         """
         slot = self._slots.pop(key)
         del self._key_of[slot]
-        self.pool.free(slot)
+        self.histories.free(slot)
 
     def prune(self, margin_s: int) -> dict[Hashable, list[Any]]:
         """Drop each entity's entries at or before ``newest - horizon - margin_s`` (``newest``
@@ -384,39 +210,10 @@ class StreamKernel:
         return self._prune_slots(slots, margin_s, 1)
 
     def _prune_slots(self, slots: Ints, margin_s: int, least: int) -> dict[Hashable, list[Any]]:
-        """Drop the out-of-reach front of each of ``slots`` where it is at least ``least``
-        entries or half the segment."""
-        pool = self.pool
-        lo = pool.start[slots]
-        length = pool.length[slots]
-        hi = lo + length
-        t = pool.arrays["t"]
-        newest = t[np.maximum(hi - 1, 0)]
+        pool = self.histories.pool
+        hi = pool.start[slots] + pool.length[slots]
+        newest = pool.arrays["t"][np.maximum(hi - 1, 0)]
         reach = newest - self.plan.horizon_s - margin_s
-        cand = (length > 0) & (t[lo] <= reach)
-        if not cand.any():
-            return {}
-        cut = first_after(t, lo[cand], hi[cand], reach[cand]) - lo[cand]
-        go = (cut >= least) | (2 * cut >= length[cand])
-        dropped: dict[Hashable, list[Any]] = {}
-        for slot, start, k in zip(
-            slots[cand][go].tolist(), lo[cand][go].tolist(), cut[go].tolist(), strict=True
-        ):
-            dropped[self._key_of[slot]] = pool.arrays["ids"][start : start + k].tolist()
-            pool.drop_front(slot, k)
-            self._restart_shifted(slot)
-        return dropped
-
-    def _restart_shifted(self, slot: int) -> None:
-        """Start ``slot``'s shifted sums afresh at its current start (their error bound
-        counts additions from there)."""
-        if not len(self._var_x):
-            return
-        lo, hi = self.pool.bounds(slot)
-        a = self.pool.arrays
-        if hi > lo:
-            self._shift[:, slot] = a["x"][self._var_x, lo]
-            terms = a["x"][self._var_x, lo : hi - 1] - self._shift[:, [slot]]
-            base = np.zeros((len(self._var_x), 1))
-            a["c1"][:, lo:hi] = np.cumsum(np.concatenate([base, terms], axis=1), axis=1)
-            a["c2"][:, lo:hi] = np.cumsum(np.concatenate([base, terms * terms], axis=1), axis=1)
+        return {
+            self._key_of[slot]: ids for slot, ids in self.histories.drop_stale(slots, reach, least)
+        }
