@@ -1,10 +1,11 @@
 """``python -m stream_infer.healthcheck URL [--gauge NAME]``: a container probe.
 
 Exits 0 when ``URL`` answers 200 and, with ``--gauge``, some sample of the gauge ``NAME`` on
-that page is 1: the worker's readiness (``stream_infer_ready``, 1 once the model is warm, the
-worker is consuming and its store answers) lives on its /metrics. Otherwise exits 1 and says
-why on stderr. For Docker's HEALTHCHECK and Kubernetes exec probes: it imports only the
-standard library and prometheus_client, so a probe costs a fraction of a second.
+that page is 1: the worker's readiness (``stream_infer_ready``, 1 once the worker holds its
+partition assignment, its model is warm and its store answers) lives on its /metrics.
+Otherwise exits 1 and says why on stderr. For Docker's HEALTHCHECK and Kubernetes exec probes:
+it imports only the standard library and prometheus_client, so a probe costs a fraction of a
+second.
 """
 
 from __future__ import annotations

@@ -236,7 +236,10 @@ class WorkerMetrics(ServingSetMetrics):
             registry=r,
         )
         self.ready = Gauge(
-            "stream_infer_ready", "1 when the worker is consuming and its store answers", registry=r
+            "stream_infer_ready",
+            "1 once the worker holds its partition assignment, its model is warm and its store "
+            "answers",
+            registry=r,
         )
         self.model_errors = Counter(
             "stream_infer_model_errors",
