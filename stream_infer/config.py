@@ -52,7 +52,8 @@ class KafkaSettings(_Frozen):
     extra: dict[str, str] = Field(
         default_factory=dict,
         description="librdkafka properties passed to every confluent-kafka client as given "
-        "(not to the label processor's aiokafka); keys in DENIED_EXTRA are refused",
+        "(not to the label processor's aiokafka); keys in DENIED_EXTRA are refused, and a key "
+        "a client sets for its role (the producer's linger.ms, ...) keeps the client's value",
     )
     extra_secret: dict[str, SecretStr] = Field(
         default_factory=dict, description="like extra, for values that must never be shown"
