@@ -35,6 +35,16 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {label} | {r['events_per_s']:,.0f} | {r['events_per_s'] / limit:.2f} | "
             f"{r['events_per_s'] / quix:.2f} | {r['cpu_s_per_1000']:.3f} | {r['peak_rss_mb']:.0f} |"
         )
+    apache = result["apache"]
+    a_rows, a_limit = apache["rows"], apache["rows"]["transport"]["events_per_s"]
+    for key in ("transport", "worker", "worker_eos"):
+        r = a_rows[key]
+        lines.append(
+            f"| {names[key].split(' on ')[0].rstrip(',')}, on {apache['broker']} | "
+            f"{r['events_per_s']:,.0f} | "
+            f"{r['events_per_s'] / a_limit:.2f} (its own transport) | | "
+            f"{r['cpu_s_per_1000']:.3f} | {r['peak_rss_mb']:.0f} |"
+        )
     m = result["model_limit"]
     lat, floor = result["latency_at_half_max"], result["broker_two_hops_at_half_max"]
     lat_at = {"half": lat, "quarter": result["latency_at_quarter_max"]}
@@ -82,6 +92,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"{[t['committed'] for t in txns]}, aborted {[t['aborted'] for t in txns]}; "
         f"events per batch {rows['worker_eos']['events_per_batch']:.0f} vs "
         f"{rows['worker']['events_per_batch']:.0f})",
+        f"- exactly-once vs at-least-once on {apache['broker']}, which isolates transactions: "
+        f"{apache['exactly_once']['vs_at_least_once']:.2f}x (per run "
+        f"{apache['exactly_once']['runs_vs_at_least_once']}; transactions committed "
+        f"{[t['committed'] for t in apache['exactly_once']['transactions']]}, aborted "
+        f"{[t['aborted'] for t in apache['exactly_once']['transactions']]})",
         f"- shadow scoring vs none: {shadow['vs_no_shadow']:.2f}x "
         f"(per run {shadow['runs_vs_no_shadow']}); scores-shadow got "
         f"{[c['records'] for c in shadow['scores_shadow']]} records, "

@@ -11,7 +11,9 @@ Rows (throughput rows are medians of ``reps`` runs, each in its own process):
   (:mod:`bench.scaleout`), so the 2-process group is compared with 1 process measured alike;
 - latency: the worker at 50% of its measured maximum, open loop, end to end, next to the
   broker's own two hops at the same rate (:mod:`bench.latency`);
-- hot swap: a promote under a steady paced load (:mod:`bench.swap`), ``reps`` runs.
+- hot swap: a promote under a steady paced load (:mod:`bench.swap`), ``reps`` runs;
+- on Apache Kafka (one KRaft node started here, :mod:`stream_infer.kafka.apache`): the
+  transport, worker and exactly-once rows again, on a broker that isolates transactions.
 
 Every row's memory is its own processes' (:mod:`bench.memory`); topics have the spec's
 :data:`PARTITIONS`, so each of 2 processes gets 3.
@@ -40,6 +42,7 @@ from bench.swap import hot_swap
 from bench.versions import SECOND, with_second_version
 from stream_infer.config import Settings, load_settings
 from stream_infer.features.definitions import N_FEATURES
+from stream_infer.kafka.apache import ApacheKafka, kafka_version
 from stream_infer.kafka.broker import EmbeddedBroker
 from stream_infer.runtime import apply_topics, load_serving_model
 
@@ -54,6 +57,8 @@ THROUGHPUT_ROWS = (
     "worker_procs_1",
     "worker_procs_2",
 )
+#: The rows run again on Apache Kafka, beside the embedded broker's.
+APACHE_ROWS = ("transport", "worker", "worker_eos")
 #: The rows run as ``stream-infer worker --processes N`` (N is the value).
 CLI_ROWS = {"worker_procs_1": 1, "worker_procs_2": 2}
 #: topics/transactions.toml's count: 2 processes get 3 partitions each.
@@ -70,6 +75,9 @@ def _topics(bootstrap: str, work: Path) -> Settings:
         topics={
             "specs_dir": str(REPO / "topics"),
             "partitions": PARTITIONS,
+            # Every broker here is one node.
+            "replication_factor": 1,
+            "min_insync_replicas": 1,
             "transactions": f"bench-tx-{sfx}",
             "labels": f"bench-lb-{sfx}",
             "scores": f"bench-sc-{sfx}",
@@ -181,6 +189,54 @@ def _ratios(rows: dict[str, list[dict[str, Any]]], name: str, base: str) -> list
     ]
 
 
+def _summary(rows: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {
+            "events_per_s": statistics.median(r["events_per_s"] for r in runs),
+            "cpu_s_per_1000": statistics.median(r["cpu_s"] / r["events"] * 1000 for r in runs),
+            # Each run's own processes: VmHWM (summed over a process tree) and sampled RSS.
+            "peak_rss_mb": max(r["hwm_mb"] for r in runs),
+            "sampled_rss_mb": max(r["sampled_rss_mb"] for r in runs),
+            "processes": runs[0]["processes"],
+            "runs": [round(r["events_per_s"], 1) for r in runs],
+            **(
+                {"events_per_batch": statistics.median(r["events"] / r["batches"] for r in runs)}
+                if "batches" in runs[0]
+                else {}
+            ),
+        }
+        for name, runs in rows.items()
+    }
+
+
+def _on_apache(
+    work: Path, data: pd.DataFrame, reps: int, row_args: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The :data:`APACHE_ROWS` on one Apache Kafka node, interleaved like the others."""
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in APACHE_ROWS}
+    with ApacheKafka(work / "apache-kafka") as node:
+        for _ in range(reps):
+            for name in APACHE_ROWS:
+                s = _topics(node.bootstrap, work)
+                _preload(s, data)
+                rows[name].append(
+                    run_row(name, s, len(data), work / "rows-apache", **row_args.get(name, {}))
+                )
+    summary = _summary(rows)
+    return {
+        "broker": f"Apache Kafka {kafka_version()} (one KRaft node)",
+        "rows": summary,
+        "exactly_once": {
+            "vs_at_least_once": summary["worker_eos"]["events_per_s"]
+            / summary["worker"]["events_per_s"],
+            "runs_vs_at_least_once": _ratios(rows, "worker_eos", "worker"),
+            "transactions": [
+                {"committed": r["committed"], "aborted": r["aborted"]} for r in rows["worker_eos"]
+            ],
+        },
+    }
+
+
 def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
     from loadgen.simulator import SimulationConfig, generate
     from stream_infer.training.workflow import run_training
@@ -220,27 +276,7 @@ def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
                 )
                 if name == "worker_shadow":
                     shadow_topics.append(count_records(s, s.topics.scores_shadow))
-        summary = {
-            name: {
-                "events_per_s": statistics.median(r["events_per_s"] for r in runs),
-                "cpu_s_per_1000": statistics.median(r["cpu_s"] / r["events"] * 1000 for r in runs),
-                # Each run's own processes: VmHWM (summed over a process tree) and sampled RSS.
-                "peak_rss_mb": max(r["hwm_mb"] for r in runs),
-                "sampled_rss_mb": max(r["sampled_rss_mb"] for r in runs),
-                "processes": runs[0]["processes"],
-                "runs": [round(r["events_per_s"], 1) for r in runs],
-                **(
-                    {
-                        "events_per_batch": statistics.median(
-                            r["events"] / r["batches"] for r in runs
-                        )
-                    }
-                    if "batches" in runs[0]
-                    else {}
-                ),
-            }
-            for name, runs in rows.items()
-        }
+        summary = _summary(rows)
         worker_max = summary["worker"]["events_per_s"]
         lat_s = 3.0 if quick else 15.0
         # At half the worker's maximum (the target's rate) and at a quarter: on a small box
@@ -264,6 +300,7 @@ def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
     finally:
         if broker is not None:
             broker.cleanup()
+    apache = _on_apache(work, data, reps, row_args)
     broker_name = "KAFKA_BOOTSTRAP" if boot else "tansu (embedded)"
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -317,4 +354,5 @@ def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
             **{k: statistics.median(r[k] for r in swaps) for k in SWAP_FIGURES},
             "runs": swaps,
         },
+        "apache": apache,
     }

@@ -36,6 +36,11 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
         "worker_procs_2",
     }
     assert all(row["events_per_s"] > 0 for row in result["rows"].values())
+    # The Apache Kafka rows, beside the embedded broker's: exactly-once really committed.
+    apache = result["apache"]
+    assert set(apache["rows"]) == {"transport", "worker", "worker_eos"}
+    assert all(row["events_per_s"] > 0 for row in apache["rows"].values())
+    assert all(t["committed"] > 0 for t in apache["exactly_once"]["transactions"])
     # Each row's memory is its own: the kernel's high-water mark of the row's process agrees
     # with its RSS sampled from outside (an inherited figure, the harness's, would not).
     for name, row in result["rows"].items():
