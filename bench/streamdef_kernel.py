@@ -13,7 +13,8 @@ the median over ``P`` passes, each from empty state, in µs per event:
   fraud example's 6 stream features, read from examples/fraud/feature_repo (count and mean of
   tx_amount over 1, 7, 30 days);
 - ``today whole feature step``: ``FeatureComputer.compute_columns`` (all 15 features, no
-  terminal rows published: what bench.harness's features row measures);
+  terminal rows published), without and with the write-set bookkeeping for a store (with:
+  what bench.harness's features row measures; the compiled kernel keeps none yet);
 - ``compiled whole fraud example``: the kernel, the daily rows (no partials published) and the
   two on-demand views;
 - min/max: ``min`` and ``max`` of tx_amount over 1 and 30 days with the tables filled at the
@@ -139,8 +140,8 @@ def main() -> None:
         state = CustomerState(None, True, persist=False)
         return lambda: [state.windows(b) for b in txs]
 
-    def today_step() -> Callable[[], object]:
-        fc = FeatureComputer(persist=False)
+    def today_step(persist: bool = False) -> Callable[[], object]:
+        fc = FeatureComputer(persist=persist)
         return lambda: [fc.compute_columns(b) for b in txs]
 
     def compiled(defs: StreamDefinitions, refresh: str = "append") -> Callable[[], object]:
@@ -166,6 +167,8 @@ def main() -> None:
     print(f"today customer windows        {median_us(p, n, today_windows):6.2f}")
     print(f"compiled customer windows     {median_us(p, n, lambda: compiled(fraud)):6.2f}")
     print(f"today whole feature step      {median_us(p, n, today_step):6.2f}")
+    harness = median_us(p, n, lambda: today_step(persist=True))
+    print(f"  the same with write sets      {harness:6.2f}  (bench.harness's features row)")
     print(f"compiled whole fraud example  {median_us(p, n, compiled_whole):6.2f}")
     day = SECONDS_PER_DAY
     extremes = windowed(
