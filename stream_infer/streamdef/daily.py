@@ -58,7 +58,7 @@ def day_partials(
     """Every daily view's partials from label records (deduplicated by event id, the first
     stays), in record order within a day."""
     src = defs.label_source
-    if src is None or not defs.daily_views:
+    if src is None or not defs.daily_views or not labels:
         return {}
     n = len(labels[src.event_id_field])
     seen: set[Any] = set()
