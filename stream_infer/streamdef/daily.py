@@ -82,17 +82,34 @@ def day_partials(
 
 
 class DailyRows:
-    """Each event's daily-view features from published day partials."""
+    """Each event's daily-view features from published day partials.
 
-    def __init__(self, defs: StreamDefinitions) -> None:
+    Rows that read only *final* days (see :meth:`evaluate`) are kept between calls, up to
+    ``max_rows`` of them (then all are forgotten at once): most events of a stream share their
+    entity's row of the day with earlier ones, and a row costs a few dozen lookups.
+    """
+
+    def __init__(self, defs: StreamDefinitions, *, max_rows: int = 200_000) -> None:
         self.defs = defs
         self.features = defs.daily_features()
+        self._max_rows = max_rows
+        self._final: dict[tuple[str, Hashable, int], list[float]] = {}
 
     def evaluate(
-        self, events: Mapping[str, npt.NDArray[Any]], partials: DayPartials
+        self,
+        events: Mapping[str, npt.NDArray[Any]],
+        partials: DayPartials,
+        final_through: int | None = None,
     ) -> npt.NDArray[np.float64]:
         """``(n, len(defs.daily_features()))`` features, rows in input order; an entity or a
-        day without partials counts as no records."""
+        day without partials counts as no records.
+
+        ``final_through``: the newest UTC day whose partials can no longer change (every label
+        of it and before is in). A row reading only days up to it is kept and served again
+        without looking at ``partials``; None keeps nothing.
+        """
+        if len(self._final) > self._max_rows:
+            self._final = {}
         days = np.asarray(events[self.defs.source.timestamp_field], dtype=np.int64)
         days = days // SECONDS_PER_DAY
         out = np.empty((len(days), len(self.features)), dtype=np.float64)
@@ -102,11 +119,18 @@ class DailyRows:
             empty = [_finish(a.function, []) for a in view.aggregations]
             rows: list[list[float]] = []
             memo: dict[tuple[Hashable, int], list[float]] = {}
+            # A row for day D reads days before D - delay: final when D - delay - 1 is.
+            final_day = None if final_through is None else final_through + view.delay_days + 1
+            kept = self._final
             for key, day in zip(events[view.join_field].tolist(), days.tolist(), strict=True):
                 row = memo.get((key, day))
                 if row is None:
-                    held = partials.get((view.name, key))
-                    row = empty if held is None else _view_row(view, held, day)
+                    row = kept.get((view.name, key, day))
+                    if row is None:
+                        held = partials.get((view.name, key))
+                        row = empty if held is None else _view_row(view, held, day)
+                        if final_day is not None and day <= final_day:
+                            kept[(view.name, key, day)] = row
                     memo[(key, day)] = row
                 rows.append(row)
             if rows:

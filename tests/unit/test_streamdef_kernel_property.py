@@ -310,3 +310,32 @@ def test_daily_rows_from_day_partials_equal_the_reference(
     want = reference.daily_features(defs, {k: v.tolist() for k, v in events.items()}, labels)
     got = DailyRows(defs).evaluate(events, day_partials(defs, labels))
     assert_matches(defs, got, want, exact_sums=True, aggs=defs.daily_views[0].aggregations)
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=daily_case(), final_offset=st.integers(-5, 45))
+def test_daily_rows_keep_rows_of_final_days_and_only_those(
+    case: tuple[StreamDefinitions, dict[str, list[Any]], dict[str, npt.NDArray[Any]]],
+    final_offset: int,
+) -> None:
+    defs, labels, drawn = case
+    final_through = T0 // DAY + final_offset
+    view = defs.daily_views[0]
+    # Besides the drawn events, each shop on the last final row's day and the days around it.
+    edge = (final_through + view.delay_days + 1 + np.arange(-1, 2)) * DAY
+    shops = np.array([f"s{i}" for i in range(3)] * 3, dtype=object)
+    events = {
+        "id": np.array([f"e{i}" for i in range(len(drawn["id"]) + 9)], dtype=object),
+        "user": np.array(["u"] * (len(drawn["id"]) + 9), dtype=object),
+        "shop": np.concatenate([drawn["shop"], shops]),
+        "ts": np.concatenate([drawn["ts"], np.repeat(edge, 3)]),
+    }
+    rows = DailyRows(defs)
+    first = rows.evaluate(events, day_partials(defs, labels), final_through)
+    # Every partial withdrawn: rows reading only final days are served as they were, the
+    # others see no labels at all.
+    again = rows.evaluate(events, {}, final_through)
+    empty = DailyRows(defs).evaluate(events, {})
+    final = events["ts"] // DAY - view.delay_days - 1 <= final_through
+    np.testing.assert_array_equal(again[final], first[final])
+    np.testing.assert_array_equal(again[~final], empty[~final])
