@@ -304,11 +304,16 @@ class Histories:
         lo, length, slots = lo[cand], length[cand], slots[cand]
         cut = first_after(t, lo, lo + length, reach[cand]) - lo
         go = (cut >= least) | (2 * cut >= length)
-        out = []
-        for slot, start, k in zip(
-            slots[go].tolist(), lo[go].tolist(), cut[go].tolist(), strict=True
-        ):
-            out.append((slot, pool.arrays["ids"][start : start + k].tolist()))
-            pool.drop_front(slot, k)
-            self.restart_shifted(slot)
+        if not go.any():
+            return []
+        slots, lo, cut = slots[go], lo[go], cut[go]
+        ids = pool.arrays["ids"][spans(lo, cut)].tolist()
+        ends = np.cumsum(cut).tolist()
+        out = [
+            (s, ids[e - k : e]) for s, e, k in zip(slots.tolist(), ends, cut.tolist(), strict=True)
+        ]
+        pool.drop_front(slots, cut)
+        if len(self._var_x):
+            for slot in slots.tolist():
+                self.restart_shifted(slot)
         return out

@@ -129,6 +129,8 @@ class EntityPool:
         src = spans(self.start[moving], lengths)
         dst = spans(new_start, lengths)
         for arr in self.arrays.values():
+            if not arr.size:  # no rows (e.g. no variance columns)
+                continue
             arr[..., dst] = arr[..., src]
             if arr.dtype == object:
                 arr[..., src] = None
@@ -164,15 +166,14 @@ class EntityPool:
         self.end = int(caps.sum())
         self.holes = 0
 
-    def drop_front(self, slot: int, cut: int) -> None:
-        """Forget the ``cut`` oldest entries of ``slot``."""
-        lo = int(self.start[slot])
+    def drop_front(self, slots: Ints, cuts: Ints) -> None:
+        """Forget the ``cuts`` oldest entries of each of ``slots`` (distinct)."""
         if "ids" in self.arrays:
-            self.arrays["ids"][..., lo : lo + cut] = None
-        self.start[slot] += cut
-        self.length[slot] -= cut
-        self.cap[slot] -= cut
-        self.holes += cut
+            self.arrays["ids"][..., spans(self.start[slots], cuts)] = None
+        self.start[slots] += cuts
+        self.length[slots] -= cuts
+        self.cap[slots] -= cuts
+        self.holes += int(cuts.sum())
 
     def open_gap(self, slot: int, offset: int) -> int:
         """Shift ``slot``'s entries from ``offset`` (counted from the segment's start) one place
