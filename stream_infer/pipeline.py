@@ -24,7 +24,7 @@ from stream_infer.dead_letters import (
     build_dead_letter,
     check_limits,
 )
-from stream_infer.errors import ModelError, RetryableError
+from stream_infer.errors import FatalError, RetryableError
 from stream_infer.event_time import FutureLimit
 from stream_infer.events import Transaction, encode_score
 from stream_infer.features.columns import TxColumns, TxInput
@@ -245,7 +245,7 @@ class ScoringPipeline:
         times = decoded.times
         try:
             out = self.score_columns(cols)
-        except (RetryableError, ModelError):
+        except (RetryableError, FatalError):  # a store outage, refused credentials, the model
             raise
         except Exception:
             # A feature bug on one event must not stop the stream: find it, dead-letter it.
@@ -384,7 +384,7 @@ class ScoringPipeline:
         for i, rec in enumerate(kept):
             try:
                 self.features.compute_columns(cols.take([i]))
-            except RetryableError:
+            except (RetryableError, FatalError):  # not the event's fault: never dead-letter it
                 raise
             except Exception as exc:
                 reason = f"feature computation failed: {type(exc).__name__}: {exc}"

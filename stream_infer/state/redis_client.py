@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -51,7 +52,7 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.exceptions.ReadOnlyError,
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
-    redis.exceptions.RedisClusterException,  # no node answers for a slot (SlotNotCovered, ...)
+    redis.exceptions.SlotNotCoveredError,  # its node is gone and no other took the slot yet
 )
 
 
@@ -92,7 +93,7 @@ def store_errors(
     else propagates as it is."""
     try:
         yield
-    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         fatal = access_error(exc)
         if fatal is not None:
             raise fatal from exc
@@ -180,7 +181,8 @@ def build_client(settings: RedisSettings) -> Any:
     if settings.mode == "cluster":
         parts = urlsplit(url)
         seeds = [f"{parts.hostname}:{parts.port or 6379}", *settings.cluster_nodes]
-        with store_errors("cluster discovery", UNAVAILABLE):
+        # No seed node reachable is a RedisClusterException, not a RedisError.
+        with store_errors("cluster discovery", (*UNAVAILABLE, RedisClusterException)):
             return RedisCluster(
                 startup_nodes=[ClusterNode(*_host_port(n)) for n in seeds],
                 # kwargs' retry (none) is also the cluster's: a moved slot is still followed

@@ -16,6 +16,7 @@ from stream_infer.config import Settings, load_settings
 from stream_infer.kafka.apache import ApacheKafka
 from stream_infer.kafka.broker import EmbeddedBroker
 
+from .redis_secure import Pki, RedisClusterServers, make_pki, tls_acl_redis
 from .redis_server import RedisServer, redis_server_binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,4 +157,28 @@ def own_redis() -> Iterator[RedisServer]:
     if redis_server_binary() is None:
         pytest.skip("redis-server is not installed (CI installs it); outage tests need their own")
     with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A 3-master Redis Cluster on free ports, for the whole session."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (CI installs it)")
+    with RedisClusterServers() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A CA with server and client certificates, made for this session."""
+    return make_pki(tmp_path_factory.mktemp("redis-pki"))
+
+
+@pytest.fixture(scope="session")
+def secure_redis(redis_pki: Pki) -> Iterator[RedisServer]:
+    """A TLS-only Redis with ACL users (redis_secure.acl_args), for the whole session."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed (CI installs it)")
+    with tls_acl_redis(redis_pki) as server:
         yield server

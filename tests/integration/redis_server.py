@@ -1,4 +1,5 @@
-"""A private ``redis-server`` that a test may pause, for outage tests.
+"""A private ``redis-server`` that a test may pause, for outage tests; also configured as
+production runs it (TLS, ACL users, cluster mode: ``extra_args``, ``tls``; see redis_secure.py).
 
 The shared Redis on 127.0.0.1:6379 serves every test at once, so it is never paused; a test that
 needs an outage starts its own server here on a free loopback port, in its own temp dir, with
@@ -16,10 +17,12 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
 
@@ -39,16 +42,43 @@ def _free_loopback_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """A TLS-only server's files: its certificate and key, and the CA its clients' certificates
+    must chain to (``--tls-auth-clients``: ``yes`` requires one, ``optional`` checks one if
+    sent)."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    auth_clients: str = "optional"
+
+
 class RedisServer:
     """A ``redis-server`` child on a free loopback port, killed on exit (resumed first if paused).
+
+    ``config_file`` (first) and ``extra_args`` (last: ``--user``, ``--cluster-enabled yes``,
+    ``--sentinel``) go to the command line; with ``tls`` the port is a TLS port and there is
+    no plain one; ``client_kwargs`` are what the readiness PING needs (credentials, TLS files).
 
     Raises (on enter):
         FileNotFoundError: ``redis-server`` is not installed.
         RuntimeError: the server did not answer PING within ``startup_timeout_s``.
     """
 
-    def __init__(self, startup_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        startup_timeout_s: float = 15.0,
+        extra_args: Sequence[str] = (),
+        tls: ServerTls | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+        config_file: Path | None = None,
+    ) -> None:
         self._startup_timeout_s = startup_timeout_s
+        self._extra_args = list(extra_args)
+        self._tls = tls
+        self._client_kwargs = dict(client_kwargs or {})
+        self._config = [] if config_file is None else [str(config_file)]
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._port = 0
@@ -56,7 +86,13 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self._port}/0"
+        scheme = "rediss" if self._tls is not None else "redis"
+        return f"{scheme}://127.0.0.1:{self._port}/0"
+
+    @property
+    def workdir(self) -> Path:
+        assert self._tmp is not None
+        return Path(self._tmp.name)
 
     @property
     def port(self) -> int:
@@ -137,16 +173,28 @@ class RedisServer:
         for _ in range(_START_ATTEMPTS):
             self._port = _free_loopback_port()
             log = workdir / f"redis-{self._port}.log"
+            ports = ["--port", str(self._port)]
+            if self._tls is not None:
+                ports = [
+                    "--port", "0",
+                    "--tls-port", str(self._port),
+                    "--tls-cert-file", str(self._tls.cert_file),
+                    "--tls-key-file", str(self._tls.key_file),
+                    "--tls-ca-cert-file", str(self._tls.ca_file),
+                    "--tls-auth-clients", self._tls.auth_clients,
+                ]  # fmt: skip
             with log.open("wb") as fh:
                 self._proc = subprocess.Popen(
                     [
                         binary,
-                        "--port", str(self._port),
+                        *self._config,  # a config file must come first
+                        *ports,
                         "--bind", "127.0.0.1",
                         "--dir", str(workdir),
                         "--save", "",
                         "--appendonly", "no",
                         "--daemonize", "no",
+                        *self._extra_args,
                     ],
                     stdout=fh,
                     stderr=subprocess.STDOUT,
@@ -162,7 +210,11 @@ class RedisServer:
         assert self._proc is not None
         deadline = time.monotonic() + self._startup_timeout_s
         client = redis.Redis(
-            host="127.0.0.1", port=self._port, socket_timeout=1.0, socket_connect_timeout=1.0
+            host="127.0.0.1",
+            port=self._port,
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+            **self._client_kwargs,
         )
         try:
             while time.monotonic() < deadline:

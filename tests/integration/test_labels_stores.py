@@ -8,20 +8,27 @@ from typing import Any
 
 import pytest
 import redis
+from redis.exceptions import RedisClusterException
 
 from stream_infer.errors import StoreUnavailableError
 from stream_infer.labels.aggregator import PartitionUpdate
 from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
+from stream_infer.state.redis_client import open_redis
 
+from .redis_secure import RedisClusterServers, cluster_settings
 from .redis_server import RedisServer
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "sqlite":
         return SqliteLabelCounts(tmp_path / "labels.db")
+    prefix = request.getfixturevalue("redis_prefix")
+    if request.param == "redis-cluster":
+        client = open_redis(cluster_settings(request.getfixturevalue("redis_cluster"), prefix))
+        return RedisLabelCounts(client, prefix, cluster=True)
     url = request.getfixturevalue("redis_url")
-    return RedisLabelCounts(redis.Redis.from_url(url), request.getfixturevalue("redis_prefix"))
+    return RedisLabelCounts(redis.Redis.from_url(url), prefix)
 
 
 def test_updates_apply_once_and_stale_ones_are_refused(store: Any) -> None:
@@ -40,6 +47,20 @@ def test_updates_apply_once_and_stale_ones_are_refused(store: Any) -> None:
         20001: {"T1": (1, 0)},
     }
     assert store.apply([]) == set()
+
+
+def test_the_cluster_refuses_the_script_without_its_hash_tag(
+    redis_cluster: RedisClusterServers, redis_prefix: str
+) -> None:
+    # What the {prefix} tag is for: one batch over two days touches keys in other slots.
+    client = open_redis(cluster_settings(redis_cluster, redis_prefix))
+    untagged = RedisLabelCounts(client, redis_prefix, cluster=False)
+    update = PartitionUpdate(0, -1, 1, {(20000, "T1"): (1, 0), (20001, "T1"): (1, 1)}, 20001)
+    with pytest.raises(RedisClusterException, match="same key slot"):
+        untagged.apply([update])
+    tagged = RedisLabelCounts(client, redis_prefix, cluster=True)
+    assert tagged.apply([update]) == set()
+    assert tagged.counts([20000, 20001]) == {20000: {"T1": (1, 0)}, 20001: {"T1": (1, 1)}}
 
 
 def test_a_paused_redis_raises_store_unavailable(own_redis: RedisServer) -> None:

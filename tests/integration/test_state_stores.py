@@ -7,31 +7,38 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+from pydantic import SecretStr
 
+from stream_infer.config import RedisSettings
 from stream_infer.features.definitions import CUSTOMER_HORIZON_S, SECONDS_PER_DAY, CustomerHistory
 from stream_infer.features.online import FeatureComputer, TxInput
 from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
 from stream_infer.state.base import Entry
-from stream_infer.state.redis_store import (
-    CUSTOMER_TTL_S,
-    RedisCustomerStore,
-    RedisTerminalStore,
-    connect,
-)
+from stream_infer.state.redis_client import open_redis
+from stream_infer.state.redis_store import CUSTOMER_TTL_S, RedisCustomerStore, RedisTerminalStore
 from stream_infer.state.sqlite_store import SqliteState
 
+from .redis_secure import cluster_settings, secure_settings
 
-@pytest.fixture(params=["redis", "sqlite"])
+
+@pytest.fixture(params=["redis", "sqlite", "redis-cluster", "redis-tls-acl"])
 def stores(
     request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> Iterator[tuple[Any, Any, Any]]:
-    if request.param == "redis":
-        client = connect(redis_url)
+    if request.param.startswith("redis"):
+        if request.param == "redis-cluster":
+            settings = cluster_settings(request.getfixturevalue("redis_cluster"), redis_prefix)
+        elif request.param == "redis-tls-acl":
+            server, pki = (request.getfixturevalue(f) for f in ("secure_redis", "redis_pki"))
+            settings = secure_settings(server, pki, redis_prefix)
+        else:
+            settings = RedisSettings(url=SecretStr(redis_url), key_prefix=redis_prefix)
+        client = open_redis(settings)
+        cluster = settings.mode == "cluster"
         yield (
             RedisCustomerStore(client, redis_prefix),
             RedisTerminalStore(client, redis_prefix),
-            RedisLabelCounts(client, redis_prefix),
+            RedisLabelCounts(client, redis_prefix, cluster=cluster),
         )
         client.close()
     else:
@@ -104,6 +111,4 @@ def test_a_long_stream_keeps_the_store_to_the_window(
         assert min(e.epoch_seconds for e in entries) > newest - keep, cid
         assert len(entries) <= 6 * 31 + 1, cid
     if isinstance(customers, RedisCustomerStore):  # idle customers still expire
-        client = redis.Redis.from_url(redis_url)
-        assert 0 < client.ttl(f"{redis_prefix}:c:c0") <= CUSTOMER_TTL_S
-        client.close()
+        assert 0 < customers.client.ttl(f"{redis_prefix}:c:c0") <= CUSTOMER_TTL_S
