@@ -122,7 +122,12 @@ class DailyRows:
             # A row for day D reads days before D - delay: final when D - delay - 1 is.
             final_day = None if final_through is None else final_through + view.delay_days + 1
             kept = self._final
-            for key, day in zip(events[view.join_field].tolist(), days.tolist(), strict=True):
+            keys = events[view.join_field].tolist()
+            if not kept and not any(partials.get((view.name, k)) for k in set(keys)):
+                out[:, col : col + width] = empty  # nothing published for any of them
+                col += width
+                continue
+            for key, day in zip(keys, days.tolist(), strict=True):
                 row = memo.get((key, day))
                 if row is None:
                     row = kept.get((view.name, key, day))
