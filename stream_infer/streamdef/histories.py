@@ -126,6 +126,7 @@ class Histories:
         rank = np.arange(m, dtype=np.int64) - heads[group]
         uniq = ss[heads]
         counts = np.diff(np.append(heads, m))
+        width = int(counts.max())
         pool.reserve(uniq, counts)
         a = pool.arrays
         lengths = pool.length[uniq]
@@ -146,13 +147,14 @@ class Histories:
                 continue
             terms = self._terms(name, xs, shift)
             tail = chain[:, last] + self._terms(name, a["x"][:, last], self.shift[:, uniq])
-            vals = np.empty_like(terms)
-            vals[:, heads] = np.where(lengths > 0, tail, 0.0)
-            # One entry at a time, as the one-by-one path adds them (the same rounding).
-            for r in range(1, int(rank.max()) + 1):
-                at = np.flatnonzero(rank == r)
-                vals[:, at] = vals[:, at - 1] + terms[:, at - 1]
-            chain[:, pos] = vals
+            # One entry at a time, as the one-by-one path adds them (the same rounding): each
+            # slot's prefix, then its new entries' terms, in a row of its own; accumulate runs
+            # along each row in order (never pairwise).
+            grid = np.zeros((chain.shape[0], len(heads), width), dtype=np.float64)
+            grid[:, :, 0] = np.where(lengths > 0, tail, 0.0)
+            inner = rank < width - 1
+            grid[:, group[inner], rank[inner] + 1] = terms[:, inner]
+            chain[:, pos] = np.cumsum(grid, axis=2)[:, group, rank]
         pool.length[uniq] = lengths + counts
         if self._refresh_segments:
             self.fill_tables(uniq, spans(pool.start[uniq], pool.length[uniq]))
@@ -298,15 +300,14 @@ class Histories:
         lo = pool.start[slots]
         length = pool.length[slots]
         t = pool.arrays["t"]
-        cand = (length > 0) & (t[lo] <= reach)
-        if not cand.any():
+        # Times are sorted: at least k entries are out of reach iff the k-th one is.
+        enough = np.maximum(np.minimum(least, length), 1)
+        half = np.maximum((length + 1) // 2, 1)
+        due = (length > 0) & ((t[lo + enough - 1] <= reach) | (t[lo + half - 1] <= reach))
+        if not due.any():
             return []
-        lo, length, slots = lo[cand], length[cand], slots[cand]
-        cut = first_after(t, lo, lo + length, reach[cand]) - lo
-        go = (cut >= least) | (2 * cut >= length)
-        if not go.any():
-            return []
-        slots, lo, cut = slots[go], lo[go], cut[go]
+        slots, lo, length = slots[due], lo[due], length[due]
+        cut = first_after(t, lo, lo + length, reach[due]) - lo
         ids = pool.arrays["ids"][spans(lo, cut)].tolist()
         ends = np.cumsum(cut).tolist()
         out = [
