@@ -13,7 +13,9 @@ A champion that fails to load at start-up (missing, tampered, refused by the pro
 every ``model.poll_interval_s`` (a promotion or rollback in the registry fixes it without a
 restart); the reason is logged once and answered by ``/v2/health/ready``, ``GET /v2``
 (``ready``, ``reason``) and every model route's 503. Any other start-up failure cannot be
-waited out: it is logged with its traceback and ``stream-infer serve`` exits non-zero.
+waited out (Redis refusing our credentials, say): it is logged (with its traceback unless it
+is a :class:`~stream_infer.errors.FatalError` of ours) and ``stream-infer serve`` exits
+non-zero.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from stream_infer.sidecar.limits import BodyLimitMiddleware
 from stream_infer.sidecar.metrics import SidecarMetrics
 from stream_infer.sidecar.models import SidecarModels, build_models
 from stream_infer.sidecar.protocol_http import error_response
+from stream_infer.state.redis_client import RedisAccessError
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,8 @@ def create_app(
         while True:
             try:
                 return await asyncio.to_thread(_load_pipeline, settings, sidecar.metrics)
+            except RedisAccessError:
+                raise  # refused credentials or certificate: no registry change fixes that
             except StreamInferError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if reason != sidecar.load_error:  # log a failure once, not every retry
@@ -130,7 +135,10 @@ def create_app(
                 sidecar.store.failed(exc)
             sidecar.start(ready, models, probe)
         except Exception as exc:  # not something the registry can fix: stop the process
-            log.exception("the sidecar cannot start; it stays not ready (serve exits)")
+            if isinstance(exc, FatalError):  # ours, and its message names the cause
+                log.error("the sidecar cannot start; it stays not ready (serve exits): %s", exc)
+            else:
+                log.exception("the sidecar cannot start; it stays not ready (serve exits)")
             sidecar.failed_for_good(f"{type(exc).__name__}: {exc}")
 
     @asynccontextmanager

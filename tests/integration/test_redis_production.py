@@ -196,6 +196,8 @@ CAUSES = {
         ("worker", "missing-permission"),
         ("labels", "wrong-password"),
         ("labels", "untrusted-certificate"),
+        ("serve", "wrong-password"),
+        ("serve", "untrusted-certificate"),
     ],
 )
 def test_bad_credentials_stop_the_process_naming_the_cause(
@@ -210,7 +212,11 @@ def test_bad_credentials_stop_the_process_naming_the_cause(
     model_registry: Path,
 ) -> None:
     settings = make_test_settings(
-        base_settings, kafka_bootstrap, tmp_path, model={"registry_dir": str(model_registry)}
+        base_settings,
+        kafka_bootstrap,
+        tmp_path,
+        model={"registry_dir": str(model_registry)},
+        serve={"port": 0, "grpc_port": 0},
     )
     settings = _with_redis(settings, _bad(case, secure_redis, redis_pki, redis_prefix, tmp_path))
     setup_topics(settings)
