@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from stream_infer.config import Settings
-from stream_infer.errors import RetryableError
+from stream_infer.errors import FatalError, RetryableError
 from stream_infer.labels.aggregator import (
     BatchOutcome,
     LabelAggregator,
@@ -273,6 +273,12 @@ def create_app(
                 sender.stop()
                 stopping.set()
                 raise
+            except FatalError as exc:
+                # Refused credentials, say: faust would restart the agent on the same batch
+                # for ever. Crash the app instead; the worker re-raises it and the CLI exits.
+                log.error("label processor stops: %s", exc)
+                await app.crash(exc)
+                return
             metrics.batch_applied(outcome)
             stats["counted"] += outcome.counted
             stats["dead_lettered"] += len(outcome.dead_letters)

@@ -31,7 +31,7 @@ from stream_infer.state.redis_client import RedisAccessError, open_redis
 from stream_infer.state.redis_store import RedisCustomerStore
 
 from .conftest import make_test_settings
-from .kafka_io import produce, read_topic, setup_topics
+from .kafka_io import make_transactions, produce, read_topic, setup_topics
 from .processes import WorkerProcess
 from .redis_secure import (
     ADMIN_PASSWORD,
@@ -273,3 +273,51 @@ def test_a_cluster_without_a_reachable_seed_is_an_outage_at_open() -> None:
     )
     with pytest.raises(StoreUnavailableError, match="cluster discovery"):
         open_redis(settings)
+
+
+@pytest.mark.parametrize("command", ["worker", "labels"])
+def test_a_password_rotated_under_a_running_process_stops_it(
+    command: str,
+    redis_pki: Pki,
+    redis_prefix: str,
+    base_settings: Settings,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    model_registry: Path,
+) -> None:
+    with tls_acl_redis(redis_pki) as server:
+        settings = make_test_settings(
+            base_settings, kafka_bootstrap, tmp_path, model={"registry_dir": str(model_registry)}
+        )
+        settings = _with_redis(settings, secure_settings(server, redis_pki, redis_prefix))
+        setup_topics(settings)
+        proc = WorkerProcess(settings, tmp_path / f"{command}.log", command=command)
+        try:
+            if command == "worker":
+                topic, events, key = settings.topics.transactions, make_transactions(20), None
+            else:
+                topic, events, key = settings.topics.labels, make_labels(days=2), "terminal_id"
+            produce(settings, topic, events[:10], **({"key_field": key} if key else {}))
+            if command == "worker":
+                read_topic(settings, settings.topics.scores, lambda r: len(r) >= 10)
+            else:
+                counts = open_counts(settings)
+                _poll(lambda: sum(o + 1 for o in counts.applied_offsets().values()) >= 10, proc)
+            admin = open_redis(
+                secure_settings(
+                    server,
+                    redis_pki,
+                    redis_prefix,
+                    username=ADMIN_USER,
+                    password=SecretStr(ADMIN_PASSWORD),
+                )
+            )
+            admin.execute_command("ACL", "SETUSER", APP_USER, "resetpass", ">rotated")
+            admin.execute_command("CLIENT", "KILL", "USER", APP_USER)  # the next call logs in
+            produce(settings, topic, events[10:], **({"key_field": key} if key else {}))
+            code = proc.proc.wait(120)
+        finally:
+            proc.kill()
+        out = proc.output()
+        assert code != 0, out[-3000:]
+        assert "invalid username-password pair" in out, out[-3000:]
