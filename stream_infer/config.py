@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream_infer.errors import ConfigError
 
 
 class _Frozen(BaseModel):
@@ -595,5 +597,26 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read the environment once; ``overrides`` are nested dicts, as from the CLI."""
-    return Settings(**overrides)
+    """Read the environment once; ``overrides`` are nested dicts, as from the CLI.
+
+    Raises:
+        ConfigError: a setting is invalid; the message names each one by its environment
+            variable (``STREAM_INFER_KAFKA__SASL_MECHANISM``) and says what is wrong.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(settings_error_message(exc)) from None
+
+
+def settings_error_message(exc: ValidationError) -> str:
+    """One line per invalid setting, named as its environment variable."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        path = [str(part).upper() for part in err["loc"]]
+        if path == ["KAFKA_BOOTSTRAP"]:
+            name = "KAFKA_BOOTSTRAP"
+        else:
+            name = "STREAM_INFER_" + "__".join(path) if path else "settings"
+        lines.append(f"{name}: {err['msg']}")
+    return "invalid settings: " + "; ".join(lines)
