@@ -133,7 +133,7 @@ class DailyRows:
                     row = kept.get((view.name, key, day))
                     if row is None:
                         held = partials.get((view.name, key))
-                        row = empty if held is None else _view_row(view, held, day)
+                        row = empty if held is None else view_row(view, held, day)
                         if final_day is not None and day <= final_day:
                             kept[(view.name, key, day)] = row
                     memo[(key, day)] = row
@@ -144,9 +144,11 @@ class DailyRows:
         return out
 
 
-def _view_row(
+def view_row(
     view: DailyView, held: Mapping[int, Mapping[str, DayAggregate]], day: int
 ) -> list[float]:
+    """``view``'s features for an event on ``day`` from one entity's day partials ``held``
+    (a day absent from ``held`` has no records), in the view's aggregations' order."""
     end = day - view.delay_days
     first = end - view.horizon_days + view.delay_days
     if len(held) > end - first:
