@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream_infer.config import Settings
+from stream_infer.state.daily_redis import RedisTerminalStore
+from stream_infer.state.daily_sqlite import SqliteDailyRows
 from stream_infer.state.redis_client import Access, open_redis
-from stream_infer.state.redis_store import RedisCustomerStore, RedisTerminalStore
+from stream_infer.state.redis_store import RedisCustomerStore
 from stream_infer.state.sqlite_store import SqliteState
 
 
@@ -40,5 +42,5 @@ def open_state(settings: Settings, access: Access = "write") -> StateStores:
         return StateStores(
             RedisCustomerStore(client, prefix), RedisTerminalStore(client, prefix), "redis"
         )
-    db = SqliteState(settings.features.state_dir / "state.db")
-    return StateStores(db, db, "sqlite")
+    path = settings.features.state_dir / "state.db"
+    return StateStores(SqliteState(path), SqliteDailyRows(path), "sqlite")

@@ -3,7 +3,7 @@
 WAL mode lets a sidecar process read while a worker writes. Each store has two connections,
 each guarded by its own lock (sqlite3 connections are not shared across threads safely
 otherwise): one for writes and one for reads, so the scoring thread's reads (a new customer's
-history, terminal rows) never wait behind the state writer's transaction; a read sees the last
+history) never wait behind the state writer's transaction; a read sees the last
 committed write (docs/ARCHITECTURE.md, "The hot path").
 
 Every method raises :class:`~stream_infer.errors.StoreUnavailableError` when SQLite fails to do
@@ -23,7 +23,6 @@ import numpy as np
 import orjson
 
 from stream_infer.errors import StoreUnavailableError
-from stream_infer.features.online import TerminalRow
 from stream_infer.features.write_set import WriteSet
 from stream_infer.state.base import Entry
 
@@ -33,11 +32,6 @@ CREATE TABLE IF NOT EXISTS customer_entries (
     epoch INTEGER NOT NULL, seq INTEGER NOT NULL, amount REAL NOT NULL,
     PRIMARY KEY (customer_id, transaction_id)
 );
-CREATE TABLE IF NOT EXISTS terminal_rows (
-    day INTEGER NOT NULL, terminal_id TEXT NOT NULL,
-    nb1 REAL, risk1 REAL, nb7 REAL, risk7 REAL, nb30 REAL, risk30 REAL,
-    PRIMARY KEY (day, terminal_id)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _CHUNK = 500  # stay under SQLite's bound-variable limit
@@ -81,7 +75,8 @@ def _json_doubles_exact(db: sqlite3.Connection) -> bool:
 
 
 class SqliteState:
-    """Both stores on one SQLite file (customer histories and terminal rows).
+    """Customer histories on a SQLite file (the daily rows beside them:
+    :mod:`stream_infer.state.daily_sqlite`).
 
     Raises:
         StoreUnavailableError: (opening) the file cannot be opened or set up.
@@ -241,40 +236,3 @@ class SqliteState:
         with self._read("count") as db:
             row = db.execute("SELECT count(*) FROM customer_entries").fetchone()
         return int(row[0])
-
-    # -- TerminalStore -------------------------------------------------------------------
-    def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
-        wanted = set(keys)
-        out: dict[tuple[str, int], TerminalRow] = {}
-        by_day: dict[int, list[str]] = {}
-        for terminal, day in wanted:
-            by_day.setdefault(day, []).append(terminal)
-        with self._read("terminal read") as db:
-            for day, terminals in by_day.items():
-                for i in range(0, len(terminals), _CHUNK):
-                    chunk = terminals[i : i + _CHUNK]
-                    marks = ",".join("?" * len(chunk))
-                    for terminal, *v in db.execute(
-                        "SELECT terminal_id, nb1, risk1, nb7, risk7, nb30, risk30 FROM "
-                        f"terminal_rows WHERE day = ? AND terminal_id IN ({marks})",
-                        [day, *chunk],
-                    ):
-                        out[(terminal, day)] = (v[0], v[1], v[2], v[3], v[4], v[5])
-        return out
-
-    def publish(self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int) -> None:
-        with self._transaction("terminal publish") as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO terminal_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(day, terminal, *row) for (terminal, day), row in rows.items()],
-            )
-            db.execute(
-                "INSERT INTO meta VALUES ('complete_through', ?) ON CONFLICT(key) DO UPDATE "
-                "SET value = max(value, excluded.value)",
-                (complete_through,),
-            )
-
-    def complete_through(self) -> int | None:
-        with self._read("watermark read") as db:
-            row = db.execute("SELECT value FROM meta WHERE key = 'complete_through'").fetchone()
-        return None if row is None else int(row[0])

@@ -16,7 +16,7 @@ import pytest
 from stream_infer.config import Settings
 from stream_infer.features.definitions import SECONDS_PER_DAY, terminal_features
 from stream_infer.labels.aggregator import FINAL_LAG
-from stream_infer.state.sqlite_store import SqliteState
+from stream_infer.state.daily_sqlite import SqliteDailyRows
 
 from .conftest import make_test_settings
 from .kafka_io import produce, setup_topics
@@ -65,7 +65,9 @@ def start_labels(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def wait_complete(state: SqliteState, day: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+def wait_complete(
+    state: SqliteDailyRows, day: int, proc: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + 90
     while (state.complete_through() or -1) < day:
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -81,7 +83,7 @@ def test_labels_become_final_terminal_rows(
     labels = make_labels(days=12)
     produce(settings, settings.topics.labels, labels, key_field="terminal_id")
     produce(settings, settings.topics.labels, [b"{broken"])
-    state = SqliteState(settings.features.state_dir / "state.db")
+    state = SqliteDailyRows(settings.features.state_dir / "state.db")
     last_day = (int(START.timestamp()) // SECONDS_PER_DAY) + 11
     log = tmp_path / "labels.log"
     proc = start_labels(settings, log)

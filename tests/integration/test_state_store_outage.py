@@ -17,7 +17,8 @@ from stream_infer.errors import StoreUnavailableError
 from stream_infer.features.definitions import CustomerHistory
 from stream_infer.features.online import FeatureComputer, TxInput
 from stream_infer.state.base import Entry
-from stream_infer.state.redis_store import RedisCustomerStore, RedisTerminalStore, connect
+from stream_infer.state.daily_redis import RedisTerminalStore
+from stream_infer.state.redis_store import RedisCustomerStore, connect
 
 from .redis_server import RedisServer
 

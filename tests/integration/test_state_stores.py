@@ -14,8 +14,10 @@ from stream_infer.features.definitions import CUSTOMER_HORIZON_S, SECONDS_PER_DA
 from stream_infer.features.online import FeatureComputer, TxInput
 from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
 from stream_infer.state.base import Entry
+from stream_infer.state.daily_redis import RedisTerminalStore
+from stream_infer.state.daily_sqlite import SqliteDailyRows
 from stream_infer.state.redis_client import open_redis
-from stream_infer.state.redis_store import CUSTOMER_TTL_S, RedisCustomerStore, RedisTerminalStore
+from stream_infer.state.redis_store import CUSTOMER_TTL_S, RedisCustomerStore
 from stream_infer.state.sqlite_store import SqliteState
 
 from .redis_secure import cluster_settings, secure_settings
@@ -43,7 +45,9 @@ def stores(
         client.close()
     else:
         db = SqliteState(tmp_path / "state.db")
-        yield db, db, SqliteLabelCounts(tmp_path / "labels.db")
+        daily = SqliteDailyRows(tmp_path / "state.db")
+        yield db, daily, SqliteLabelCounts(tmp_path / "labels.db")
+        daily.close()
         db.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +14,42 @@ import pytest
 
 from stream_infer.errors import StoreUnavailableError
 from stream_infer.state.base import Entry
+from stream_infer.state.daily_sqlite import SqliteDailyRows
 from stream_infer.state.sqlite_store import SqliteState
 
 A = Entry("t1", 1_700_000_000, 1, 12.5)
 B = Entry("t2", 1_700_000_100, 2, 3.0)
 ROW = (1.0, 0.0, 2.0, 0.5, 3.0, 0.25)
 
-WRITES: dict[str, Callable[[SqliteState], Any]] = {
-    "save": lambda db: db.save({"c": [B, Entry("t1", A.epoch_seconds, 1, 12.5, dropped=True)]}),
-    "prune": lambda db: db.prune("c", A.epoch_seconds + 1),
-    "record_first_day": lambda db: db.record_first_day(1),
-    "publish": lambda db: db.publish({("T", 100): ROW}, 95),
+
+@dataclass
+class State:
+    """Both stores on one file, as ``open_state`` opens them."""
+
+    c: SqliteState
+    d: SqliteDailyRows
+
+
+WRITES: dict[str, Callable[[State], Any]] = {
+    "save": lambda db: db.c.save({"c": [B, Entry("t1", A.epoch_seconds, 1, 12.5, dropped=True)]}),
+    "prune": lambda db: db.c.prune("c", A.epoch_seconds + 1),
+    "record_first_day": lambda db: db.c.record_first_day(1),
+    "publish": lambda db: db.d.publish({("T", 100): ROW}, 95),
 }
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[SqliteState]:
-    state = SqliteState(tmp_path / "state.db", busy_timeout_s=0.05)
-    state.save({"c": [A]})
-    state.record_first_day(5)
-    state.publish({("T", 99): ROW}, 90)
+def db(tmp_path: Path) -> Iterator[State]:
+    state = State(
+        SqliteState(tmp_path / "state.db", busy_timeout_s=0.05),
+        SqliteDailyRows(tmp_path / "state.db", busy_timeout_s=0.05),
+    )
+    state.c.save({"c": [A]})
+    state.c.record_first_day(5)
+    state.d.publish({("T", 99): ROW}, 90)
     yield state
-    state.close()
+    state.d.close()
+    state.c.close()
 
 
 @contextmanager
@@ -49,18 +64,18 @@ def write_locked(path: Path) -> Iterator[None]:
         other.close()
 
 
-def snapshot(db: SqliteState) -> tuple[Any, ...]:
+def snapshot(db: State) -> tuple[Any, ...]:
     return (
-        db.load(["c"]),
-        db.first_day(),
-        db.rows([("T", 99), ("T", 100)]),
-        db.complete_through(),
+        db.c.load(["c"]),
+        db.c.first_day(),
+        db.d.rows([("T", 99), ("T", 100)]),
+        db.d.complete_through(),
     )
 
 
 @pytest.mark.parametrize("write", sorted(WRITES))
 def test_a_locked_write_raises_store_unavailable_and_changes_nothing(
-    db: SqliteState, tmp_path: Path, write: str
+    db: State, tmp_path: Path, write: str
 ) -> None:
     before = snapshot(db)
     with write_locked(tmp_path / "state.db"), pytest.raises(StoreUnavailableError) as info:
@@ -71,12 +86,12 @@ def test_a_locked_write_raises_store_unavailable_and_changes_nothing(
     assert snapshot(db) != before
 
 
-def test_reads_go_on_while_another_process_writes(db: SqliteState, tmp_path: Path) -> None:
+def test_reads_go_on_while_another_process_writes(db: State, tmp_path: Path) -> None:
     with write_locked(tmp_path / "state.db"):  # WAL: readers never wait for the writer
-        assert db.load(["c"]) == {"c": [A]}
-        assert db.first_day() == 5
-        assert db.rows([("T", 99)]) == {("T", 99): ROW}
-        assert db.complete_through() == 90
+        assert db.c.load(["c"]) == {"c": [A]}
+        assert db.c.first_day() == 5
+        assert db.d.rows([("T", 99)]) == {("T", 99): ROW}
+        assert db.d.complete_through() == 90
 
 
 def test_a_file_that_cannot_be_opened_raises_store_unavailable(tmp_path: Path) -> None:
