@@ -115,9 +115,10 @@ class Histories:
         ids: npt.NDArray[np.object_],
         x: Floats,
         out: Floats,
+        sums: Floats,
     ) -> Ints:
         """The in-order path: ``rows`` sorted by slot, in batch order within one. Returns the
-        slots appended to."""
+        slots appended to. ``sums[rows]`` get each new entry's exclusive running sums."""
         pool = self.pool
         a = pool.arrays
         m = len(rows)
@@ -155,6 +156,8 @@ class Histories:
             inner = rank < width - 1
             grid[:, group[inner], rank[inner] + 1] = terms[:, inner]
             chain[:, pos] = np.cumsum(grid, axis=2)[:, group, rank]
+            if name == "cum":
+                sums[rows] = chain[:, pos].T
         pool.length[uniq] = lengths + counts
         if self._refresh_segments:
             self.fill_tables(uniq, spans(pool.start[uniq], pool.length[uniq]))
@@ -186,8 +189,10 @@ class Histories:
         ids: npt.NDArray[np.object_],
         x: Floats,
         out: Floats,
+        sums: Floats,
     ) -> bool:
-        """One event through the slow path; False if it was a re-delivery."""
+        """One event through the slow path; False if it was a re-delivery. ``sums[row]`` gets
+        the new entry's exclusive running sums."""
         pool = self.pool
         lo, hi = pool.bounds(slot)
         t = int(times[row])
@@ -211,6 +216,7 @@ class Histories:
         if was_empty and len(self._var_x):
             self.shift[:, slot] = x[self._var_x, row]
         self._rechain(slot, pos)
+        sums[row] = a["cum"][:, pos]
         self.fill_tables(np.array([slot], dtype=np.int64), np.arange(pos, hi, dtype=np.int64))
         feats = features_at(
             pool,

@@ -46,6 +46,10 @@ class KernelBatch:
     new: npt.NDArray[np.bool_]
     #: Event ids dropped by pruning during the batch, by entity (``margin_s`` set only).
     dropped: dict[Hashable, list[Any]] = field(default_factory=dict)
+    #: ``(n, len(plan.sum_columns))``: each new entry's exclusive running sums as stored (what
+    #: a store keeps so that a reload continues the sums bit for bit); unset rows where not
+    #: ``new``.
+    sums: Floats | None = None
 
 
 class StreamKernel:
@@ -96,8 +100,9 @@ class StreamKernel:
         n = len(keys)
         out = np.empty((n, len(self.plan.aggs)), dtype=np.float64)
         new = np.ones(n, dtype=bool)
+        sums = np.zeros((n, len(self.plan.sum_columns)), dtype=np.float64)
         if n == 0:
-            return KernelBatch(out, new)
+            return KernelBatch(out, new, sums=sums)
         found = list(map(self._slots.get, keys))
         if None in found:
             found = [self._slot(k) if s is None else s for k, s in zip(keys, found, strict=True)]
@@ -120,13 +125,15 @@ class StreamKernel:
         hist = self.histories
         dropped: dict[Hashable, list[Any]] = {}
         if fast.any():
-            appended = hist.append(order[fast], ss[fast], first[fast], times, seqs, ids, x, out)
+            appended = hist.append(
+                order[fast], ss[fast], first[fast], times, seqs, ids, x, out, sums
+            )
             if self.margin_s is not None:
                 dropped = self._prune_slots(appended, self.margin_s, PRUNE_AT)
         for slot in slow.tolist():
             for row in order[ss == slot].tolist():
-                new[row] = hist.one(slot, row, times, seqs, ids, x, out)
-        return KernelBatch(out, new, dropped)
+                new[row] = hist.one(slot, row, times, seqs, ids, x, out, sums)
+        return KernelBatch(out, new, dropped, sums)
 
     def _slow_slots(
         self,
