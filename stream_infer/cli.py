@@ -11,6 +11,7 @@ import click
 
 from stream_infer.cli_broker import broker as broker_commands
 from stream_infer.cli_model import model as model_commands
+from stream_infer.cli_register import register as register_command
 from stream_infer.config import Settings, load_settings
 from stream_infer.errors import StreamInferError
 from stream_infer.lag.cli import lag as lag_commands
@@ -41,6 +42,7 @@ def cli(ctx: click.Context, log_level: str) -> None:
 
 
 cli.add_command(model_commands)
+model_commands.add_command(register_command)
 cli.add_command(broker_commands)
 cli.add_command(lag_commands)
 
@@ -77,11 +79,11 @@ def features() -> None:
 @click.pass_context
 def features_apply(ctx: click.Context) -> None:
     """`feast apply` on the repository, against Redis when configured, else SQLite."""
-    from stream_infer.features.feast_repo import apply
+    from stream_infer.features.feast_repo import SERVING_REPO, apply
 
     settings = _settings(ctx)
     redis = settings.redis if settings.redis.enabled else None
-    store = apply(settings.features.repo_dir, redis)
+    store = apply(SERVING_REPO, redis)
     views = [v.name for v in store.list_feature_views()]
     click.echo(f"applied project {store.project}: views {views}")
 
@@ -102,14 +104,14 @@ def features_build(
     """Compute every transaction's features in batch and write Feast's offline sources."""
     import pandas as pd
 
-    from stream_infer.features.feast_repo import write_offline_sources
+    from stream_infer.features.feast_repo import SERVING_REPO, write_offline_sources
     from stream_infer.features.offline import compute_features
 
     settings = _settings(ctx)
     raw = pd.read_parquet(transactions)
     label_frame = pd.read_parquet(labels) if labels is not None else None
     frame = compute_features(raw, label_frame)
-    paths = write_offline_sources(frame, settings.features.repo_dir)
+    paths = write_offline_sources(frame, SERVING_REPO)
     if out is not None:
         frame.to_parquet(out, index=False)
     click.echo(f"{len(frame):,} rows -> {', '.join(str(p) for p in paths)}")

@@ -20,7 +20,16 @@ from typing import Any
 
 from stream_infer.errors import ModelArtifactError, ModelNotFoundError
 from stream_infer.model import roles
-from stream_infer.model.manifest import Manifest, ModelVersion, next_semver, sha256_of
+from stream_infer.model.manifest import (
+    InputDtype,
+    Manifest,
+    ModelVersion,
+    Positive,
+    ScoreKind,
+    next_semver,
+    parse_semver,
+    sha256_of,
+)
 from stream_infer.model.roles import (
     LoadState,
     RoleEvent,
@@ -118,6 +127,11 @@ class RegistryBase(ABC):
         code_commit: str | None = None,
         reference_deciles: Sequence[float] | None = None,
         reference_histogram: Sequence[int] | None = None,
+        input_dtype: InputDtype = "float32",
+        score_kind: ScoreKind = "probability",
+        positive: Positive = "high",
+        threshold: float | None = None,
+        semver: str | None = None,
         promote: bool = False,
         actor: str | None = None,
         reason: str = "",
@@ -127,23 +141,39 @@ class RegistryBase(ABC):
         It becomes champion when ``promote`` is set, or when the model has no champion yet (its
         first version), so a fresh registry serves what was just trained. The semantic version
         is computed against the latest registered version (see
-        :func:`stream_infer.model.manifest.next_semver`).
+        :func:`stream_infer.model.manifest.next_semver`), unless ``semver`` gives it.
+        ``input_dtype``, ``score_kind``, ``positive`` and ``threshold`` say what the artifact
+        takes and what its score means (:class:`stream_infer.model.manifest.Manifest`).
 
         Raises:
             ModelNotFoundError: ``name`` is not a valid model name.
-            pydantic.ValidationError: a manifest field is malformed (e.g. not 9 deciles).
+            ModelArtifactError: ``semver`` is not above the latest version's.
+            pydantic.ValidationError: a manifest field is malformed (e.g. not 9 deciles, a
+                decision score without a threshold).
         """
         check_name(name)
         who = actor or default_actor()
         with self._lock(name):
             existing = self.versions(name)
             previous = self._manifest(name, existing[-1]) if existing else None
-            semver = next_semver(
+            chosen = semver or next_semver(
                 previous,
                 feature_names=feature_names,
                 input_name=input_name,
                 training_data_hash=training_data_hash,
+                input_dtype=input_dtype,
+                score_kind=score_kind,
+                positive=positive,
             )
+            if (
+                semver is not None
+                and previous is not None
+                and previous.semver is not None
+                and parse_semver(semver) <= parse_semver(previous.semver)
+            ):
+                raise ModelArtifactError(
+                    f"semver {semver} is not above {previous.semver} ({name} v{previous.version})"
+                )
 
             def make_manifest(version: int) -> Manifest:
                 return Manifest(
@@ -158,7 +188,7 @@ class RegistryBase(ABC):
                     training_data_hash=training_data_hash,
                     feature_service=feature_service,
                     description=description,
-                    semver=semver,
+                    semver=chosen,
                     code_commit=code_commit,
                     hyperparameters=dict(hyperparameters or {}),
                     reference_deciles=None
@@ -168,6 +198,10 @@ class RegistryBase(ABC):
                     if reference_histogram is None
                     else tuple(int(x) for x in reference_histogram),
                     created_by=who,
+                    input_dtype=input_dtype,
+                    score_kind=score_kind,
+                    positive=positive,
+                    threshold=threshold,
                 )
 
             stored = self._store(name, onnx_bytes, make_manifest)

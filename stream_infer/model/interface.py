@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from stream_infer.model.manifest import Manifest, ModelVersion
+from stream_infer.model.manifest import InputDtype, Manifest, ModelVersion, Positive, ScoreKind
 from stream_infer.model.roles import LoadState, RoleEvent, RoleState, ServingSet, VersionStatus
 
 
@@ -42,6 +42,11 @@ class Registry(Protocol):
         code_commit: str | None = None,
         reference_deciles: Sequence[float] | None = None,
         reference_histogram: Sequence[int] | None = None,
+        input_dtype: InputDtype = "float32",
+        score_kind: ScoreKind = "probability",
+        positive: Positive = "high",
+        threshold: float | None = None,
+        semver: str | None = None,
         promote: bool = False,
         actor: str | None = None,
         reason: str = "",

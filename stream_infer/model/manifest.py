@@ -6,6 +6,10 @@ metrics, the training data's hash, the code commit, the hyperparameters, and the
 score distribution on the test week (the drift check compares live scores against it, see
 docs/ARCHITECTURE.md). Manifests written before a field existed still load: every field
 added since the first layout has a default.
+
+What the score means (``score_kind``, ``positive``, ``threshold``) lets a model whose output
+is not a probability be served: an IsolationForest's ``decision_function`` is a *decision*
+score, *low* for anomalies. :class:`stream_infer.model.verdict.ScoreRule` reads them.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -28,6 +32,14 @@ DECILE_CUTS = 9
 FIRST_SEMVER = "1.0.0"
 SEMVER_PATTERN = r"^\d+\.\d+\.\d+$"
 
+#: The element type of the model's input matrix (the session feeds exactly this).
+InputDtype = Literal["float32", "float64"]
+#: ``probability``: a class probability in [0, 1]; ``decision``: any real score (a margin, a
+#: regression output, an anomaly score).
+ScoreKind = Literal["probability", "decision"]
+#: Which end of the score is the positive class (fraud, anomaly).
+Positive = Literal["high", "low"]
+
 
 class Manifest(BaseModel):
     """What a registered version promises about its artifact.
@@ -35,6 +47,11 @@ class Manifest(BaseModel):
     ``reference_deciles`` are the 9 cut points of the version's scores on its test week;
     ``reference_histogram`` counts those scores in the 10 bins they make, half-open
     ``[cutᵢ₋₁, cutᵢ)`` (a score equal to a cut point falls in the bin above).
+
+    ``input_dtype`` is the input matrix's element type. ``score_kind`` and ``positive`` say what
+    the output means; a row is positive when its score is at or beyond ``threshold`` on the
+    positive side (``>=`` for high, ``<=`` for low). ``threshold`` None (probabilities only)
+    means the serving setting ``model.threshold``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -57,6 +74,20 @@ class Manifest(BaseModel):
     reference_deciles: tuple[float, ...] | None = None
     reference_histogram: tuple[int, ...] | None = None
     created_by: str | None = None
+    # Added with "bring your own model"; older manifests are float32 probabilities, high positive.
+    input_dtype: InputDtype = "float32"
+    score_kind: ScoreKind = "probability"
+    positive: Positive = "high"
+    threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _threshold_fits_the_score(self) -> Manifest:
+        if self.score_kind == "decision" and self.threshold is None:
+            raise ValueError("a decision score needs its threshold in the manifest")
+        probability = self.score_kind == "probability" and self.threshold is not None
+        if probability and not 0.0 <= (self.threshold or 0.0) <= 1.0:
+            raise ValueError(f"a probability threshold is in [0, 1], not {self.threshold}")
+        return self
 
     @field_validator("reference_deciles")
     @classmethod
@@ -116,18 +147,27 @@ def next_semver(
     feature_names: Sequence[str],
     input_name: str,
     training_data_hash: str | None,
+    input_dtype: InputDtype = "float32",
+    score_kind: ScoreKind = "probability",
+    positive: Positive = "high",
 ) -> str:
     """The semantic version of a new version registered after ``previous`` (the latest one).
 
-    Major when the ordered feature list or the input's name changes (a caller must change what
-    it sends), minor when the training data differs (retrained on new data), patch otherwise
+    Major when the ordered feature list, the input's name or dtype, or what the score means
+    (kind, positive side) changes (a caller must change what it sends or how it reads the
+    score), minor when the training data differs (retrained on new data), patch otherwise
     (same inputs, same data: a new estimator or hyperparameters). A previous manifest without a
     semantic version counts as :data:`FIRST_SEMVER`.
     """
     if previous is None:
         return FIRST_SEMVER
     major, minor, patch = parse_semver(previous.semver or FIRST_SEMVER)
-    if tuple(feature_names) != previous.feature_names or input_name != previous.input_name:
+    if (
+        tuple(feature_names) != previous.feature_names
+        or input_name != previous.input_name
+        or (input_dtype, score_kind, positive)
+        != (previous.input_dtype, previous.score_kind, previous.positive)
+    ):
         return f"{major + 1}.0.0"
     if training_data_hash != previous.training_data_hash:
         return f"{major}.{minor + 1}.0"

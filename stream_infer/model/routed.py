@@ -30,6 +30,20 @@ class RoutedScores:
     #: The shadow's score of every row; None without a shadow, or when the shadow failed.
     shadow: npt.NDArray[np.float64] | None
 
+    def is_positive(self, default_threshold: float) -> npt.NDArray[np.bool_]:
+        """Each row's verdict by the rule of the version that served it (its manifest's
+        direction and threshold; ``default_threshold``, the ``model.threshold`` setting, for a
+        manifest that records none)."""
+        s = self.serving
+        champion = s.champion.model.rule(default_threshold)
+        if self.challenger is None or s.challenger is None:
+            return champion.flags(self.scores)
+        flags = champion.flags(self.scores)
+        flags[self.challenger] = s.challenger.model.rule(default_threshold).flags(
+            self.scores[self.challenger]
+        )
+        return flags
+
     def served_by(self) -> list[tuple[Served, npt.NDArray[np.float64]]]:
         """Each serving version with the scores of the rows it served."""
         s = self.serving
@@ -42,7 +56,7 @@ class RoutedScores:
 
 
 def predict(
-    served: Served, rows: npt.NDArray[np.float32], on_error: ErrorHook | None
+    served: Served, rows: npt.NDArray[np.float64], on_error: ErrorHook | None
 ) -> npt.NDArray[np.float64]:
     """One version's scores, with one retry: a model failure is not the input's fault.
 
@@ -75,7 +89,8 @@ def score(
     Raises:
         ModelError: the champion or challenger failed twice (the shadow never raises).
     """
-    rows = matrix.astype(np.float32)
+    # Each version casts to its own input dtype (float32 or float64, as its manifest says).
+    rows = np.asarray(matrix, dtype=np.float64)
     mask: npt.NDArray[np.bool_] | None = None
     if serving.challenger is not None and serving.percent > 0 and len(rows):
         mask = challenger_mask(customer_ids, serving.percent)

@@ -4,10 +4,10 @@ The registry is the source of truth (:mod:`stream_infer.model.roles`); a
 :class:`ServingWatcher` in every worker and sidecar reads its cheap ``serving()`` view every
 ``model.poll_interval_s``, and when the revision changes loads what is new in the background
 (sha256 and signature checked, session built and warmed up, a probe batch checked for finite
-scores in [0, 1]) before it swaps the set in. A version that fails any of that is refused: the
-old set keeps serving, and the refusal is reported to the registry (``model list`` shows it) and
-to the metrics. Loaded versions stay cached, so the previous champion is still warm and a
-rollback is instant (docs/ARCHITECTURE.md, "Model lifecycle").
+scores, in [0, 1] for a probability) before it swaps the set in. A version that fails any of
+that is refused: the old set keeps serving, and the refusal is reported to the registry
+(``model list`` shows it) and to the metrics. Loaded versions stay cached, so the previous
+champion is still warm and a rollback is instant (docs/ARCHITECTURE.md, "Model lifecycle").
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def probe(model: LoadedModel, n_features: int) -> None:
     """Score a probe batch (zeros, and rows of plausible magnitudes); refuse odd outputs.
 
     Raises:
-        ProbeError: a score is NaN, infinite or outside [0, 1].
+        ProbeError: a score is NaN or infinite, or a probability is outside [0, 1] (a
+            decision score may be any finite number).
     """
     rng = np.random.default_rng(0)
     rows = np.vstack(
@@ -93,7 +94,7 @@ def probe(model: LoadedModel, n_features: int) -> None:
     scores = np.asarray(model.predict(rows), dtype=np.float64)
     if scores.shape != (len(rows),) or not np.all(np.isfinite(scores)):
         raise ProbeError(f"version {model.version}: probe batch gave non-finite scores")
-    if scores.min() < 0.0 or scores.max() > 1.0:
+    if model.score_kind == "probability" and (scores.min() < 0.0 or scores.max() > 1.0):
         raise ProbeError(f"version {model.version}: probe scores outside [0, 1]")
 
 

@@ -18,7 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from stream_infer.errors import ModelArtifactError
+from stream_infer.model.manifest import InputDtype, Positive, ScoreKind
 from stream_infer.model.registry import ModelVersion, Registry
+from stream_infer.model.verdict import ScoreRule
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 Device = Literal["auto", "cpu", "cuda"]
 FloatMatrix = npt.NDArray[np.float32]
+#: ONNX's name of each input element type the manifest may record.
+ONNX_TYPES: dict[str, InputDtype] = {"tensor(float)": "float32", "tensor(double)": "float64"}
 
 
 class OrtModule(Protocol):
@@ -142,7 +146,11 @@ def _note_cpu(device: Device) -> None:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified, warmed-up model: ``predict`` maps an (n, k) float32 matrix to n scores."""
+    """A verified, warmed-up model: ``predict`` maps an (n, k) float matrix to n scores.
+
+    ``input_dtype``, ``score_kind``, ``positive`` and ``threshold`` are the manifest's (see
+    :class:`stream_infer.model.manifest.Manifest`); :meth:`rule` reads them.
+    """
 
     name: str
     version: int
@@ -151,13 +159,24 @@ class LoadedModel:
     session: Any
     input_name: str
     output_name: str
+    input_dtype: InputDtype = "float32"
+    score_kind: ScoreKind = "probability"
+    positive: Positive = "high"
+    threshold: float | None = None
 
-    def predict(self, features: FloatMatrix) -> npt.NDArray[np.float32]:
-        """Fraud probability per row. ``features`` columns follow ``feature_names``."""
-        out = self.session.run([self.output_name], {self.input_name: features})[0]
-        # Classifiers give (n, 2) class probabilities; regressors/single-output give (n,) or (n,1).
-        scores: npt.NDArray[np.float32] = out[:, -1] if out.ndim == 2 else out
+    def predict(self, features: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]]:
+        """The score of each row (columns follow ``feature_names``; the matrix is cast to the
+        model's input dtype). A 2-D output gives its last column: a classifier's positive
+        class probability, or the one column of an ``(n, 1)`` score."""
+        rows = features.astype(self.input_dtype, copy=False)
+        out = self.session.run([self.output_name], {self.input_name: rows})[0]
+        scores: npt.NDArray[np.floating[Any]] = out[:, -1] if out.ndim == 2 else out
         return scores
+
+    def rule(self, default_threshold: float) -> ScoreRule:
+        """Which scores are positive (``default_threshold`` when the manifest records none)."""
+        threshold = default_threshold if self.threshold is None else self.threshold
+        return ScoreRule(threshold, self.positive, self.score_kind)
 
     def warm_up(self, batches: int = 3, batch_size: int = 512) -> float:
         """Run a few batches of zeros; returns seconds spent."""
@@ -190,10 +209,12 @@ def check_signature(session: Any, model: ModelVersion, expected_features: Sequen
         )
     shape = inputs[0].shape
     width = shape[-1] if len(shape) == 2 else None
-    if width != len(manifest.feature_names) or "float" not in str(inputs[0].type):
+    dtype = ONNX_TYPES.get(str(inputs[0].type))
+    if width != len(manifest.feature_names) or dtype != manifest.input_dtype:
         raise ModelArtifactError(
             f"{manifest.name} v{manifest.version}: artifact input {inputs[0].name} is "
-            f"{inputs[0].type}{shape}, manifest needs float[?, {len(manifest.feature_names)}]"
+            f"{inputs[0].type}{shape}, manifest needs "
+            f"{manifest.input_dtype}[?, {len(manifest.feature_names)}]"
         )
     outputs = [o.name for o in session.get_outputs()]
     if manifest.output_name not in outputs:
@@ -231,6 +252,10 @@ def load_model(
         session=session,
         input_name=entry.manifest.input_name,
         output_name=entry.manifest.output_name,
+        input_dtype=entry.manifest.input_dtype,
+        score_kind=entry.manifest.score_kind,
+        positive=entry.manifest.positive,
+        threshold=entry.manifest.threshold,
     )
     seconds = model.warm_up(warmup_batches)
     log.info("loaded %s v%d on %s (warm-up %.1f ms)", name, model.version, provider, seconds * 1e3)

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from stream_infer.errors import DefinitionError
-from stream_infer.streamdef.spec import StreamDefinitions
+
+
+class ServiceInputs(Protocol):
+    """A feature service's name and its ordered features (a :class:`StreamDefinitions` is one)."""
+
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def inputs(self) -> tuple[str, ...]: ...
 
 
 def check_model_inputs(
-    defs: StreamDefinitions, input_names: Sequence[str] | None, width: int | None
+    defs: ServiceInputs, input_names: Sequence[str] | None, width: int | None
 ) -> None:
     """Refuse a model whose inputs differ from the service's ordered features.
 

@@ -4,6 +4,10 @@ Quick mode generates a small dataset with the handbook simulator (loadgen) so a 
 serve a model in seconds; the full run takes a loadgen parquet (1.78M transactions: about half
 a minute end to end with the default logistic regression, see docs/TRAINING.md).
 
+Registration goes through :func:`stream_infer.model.intake.register_onnx`, as a model brought
+by its user does: the exported artifact's input is checked against the feature service's
+features, and the reference deciles are the artifact's own scores on the test week.
+
 The new version is a *candidate*: it serves only once promoted (``--promote`` here, or
 ``stream-infer model promote``), except a model's first version, which becomes champion so a
 fresh registry serves what was just trained. Its manifest records what reproducing and judging
@@ -22,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from stream_infer.config import Settings
@@ -33,6 +36,11 @@ from stream_infer.features.definitions import (
     TERMINAL_HORIZON_DAYS,
 )
 from stream_infer.model.export import to_onnx
+from stream_infer.model.intake import (
+    FeatureService,
+    Provenance,
+    register_onnx,
+)
 from stream_infer.model.registry import Registry, open_registry
 from stream_infer.training.trainer import (
     HANDBOOK_TRAIN_START,
@@ -136,24 +144,6 @@ def code_commit(where: Path | None = None) -> str | None:
     return commit or None
 
 
-def reference_distribution(
-    scores: npt.ArrayLike,
-) -> tuple[list[float], list[int]]:
-    """The 9 decile cut points of ``scores`` and how many fall in each of the 10 bins they
-    make, half-open ``[cutᵢ₋₁, cutᵢ)`` (a score equal to a cut point falls in the bin above,
-    as the drift check counts live scores).
-
-    Raises:
-        ValueError: ``scores`` is empty.
-    """
-    values = np.asarray(scores, dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("a reference distribution needs at least one score")
-    cuts = np.quantile(values, np.arange(1, 10) / 10)
-    counts = np.bincount(np.searchsorted(cuts, values, side="right"), minlength=10)
-    return [float(c) for c in cuts], [int(n) for n in counts]
-
-
 def hyperparameters(
     estimator: Any, kind: ModelKind, seed: int, split: SplitConfig
 ) -> dict[str, Any]:
@@ -192,7 +182,9 @@ def train_candidate(
     """Split, fit, evaluate, export to ONNX, and register a candidate (champion if
     ``promote``, or if the model has none yet).
 
-    ``frame`` holds the 15 features plus tx_datetime, customer_id and tx_fraud.
+    ``frame`` holds the 15 features plus tx_datetime, customer_id and tx_fraud. The version
+    is registered by :func:`stream_infer.model.intake.register_onnx` for ``feature_service``
+    (default :data:`FEATURE_SERVICE`), with the test week as its reference set.
 
     Raises:
         ValueError: the split leaves no training or no test rows.
@@ -206,20 +198,19 @@ def train_candidate(
     estimator, metrics = fit_and_evaluate(train, test, kind, seed)
     metrics["train_transactions"] = float(len(train))
     metrics["train_frauds"] = float(train["tx_fraud"].sum())
-    scores = estimator.predict_proba(test[list(FEATURE_NAMES)].to_numpy(np.float32))[:, 1]
-    deciles, histogram = reference_distribution(scores)
-    version = registry.register(
+    version = register_onnx(
+        registry,
         name,
         to_onnx(estimator, len(FEATURE_NAMES)),
-        FEATURE_NAMES,
-        metrics=metrics,
-        training_data_hash=frame_hash(train, [*FEATURE_NAMES, "tx_fraud"]),
-        feature_service=feature_service,
-        description=f"{kind} on {len(train)} rows",
-        hyperparameters=hyperparameters(estimator, kind, seed, split),
-        code_commit=code_commit(),
-        reference_deciles=deciles,
-        reference_histogram=histogram,
+        FeatureService(feature_service or FEATURE_SERVICE, FEATURE_NAMES),
+        reference=test[list(FEATURE_NAMES)].to_numpy(np.float64),
+        provenance=Provenance(
+            metrics=metrics,
+            training_data_hash=frame_hash(train, [*FEATURE_NAMES, "tx_fraud"]),
+            description=f"{kind} on {len(train)} rows",
+            hyperparameters=hyperparameters(estimator, kind, seed, split),
+            code_commit=code_commit(),
+        ),
         promote=promote,
         actor=actor,
         reason=reason,

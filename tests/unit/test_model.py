@@ -97,7 +97,7 @@ def test_input_signature_mismatch_is_refused(tmp_path: Any, onnx_bytes: bytes) -
     reg = ModelRegistry(tmp_path)
     # Manifest claims 14 features while the artifact takes 15.
     reg.register("short", onnx_bytes, FEATURE_NAMES[:14])
-    with pytest.raises(ModelArtifactError, match=r"float\[\?, 14\]"):
+    with pytest.raises(ModelArtifactError, match=r"float32\[\?, 14\]"):
         load_model(reg, "short", FEATURE_NAMES[:14])
     reg.register("renamed", onnx_bytes, FEATURE_NAMES, input_name="x")
     with pytest.raises(ModelArtifactError, match="manifest input 'x'"):

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from stream_infer.features.definitions import FEATURE_NAMES
+from stream_infer.model.intake import reference_distribution
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.training.trainer import SplitConfig
-from stream_infer.training.workflow import code_commit, reference_distribution, train_candidate
+from stream_infer.training.workflow import code_commit, train_candidate
 
 
 def feature_frame(days: int = 24, per_day: int = 60, seed: int = 0) -> pd.DataFrame:
