@@ -20,8 +20,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from rich.table import Table
 
 from stream_infer.config import Settings
-from stream_infer.errors import RetryableError
+from stream_infer.errors import RetryableError, StreamInferError
 from stream_infer.model.evidence import CompareReport, LabelMetrics, VersionReport, build_report
+from stream_infer.model.registry import open_registry
+from stream_infer.model.verdict import ScoreRule
 
 __all__ = [
     "CompareReport",
@@ -101,7 +103,9 @@ def compare(
     idle_s: float = 5.0,
     timeout_s: float = 300.0,
 ) -> CompareReport:
-    """:func:`build_report` over the topics of ``settings`` (threshold ``model.threshold``).
+    """:func:`build_report` over the topics of ``settings``, each version's verdict by its
+    manifest's rule (:class:`ScoreRule`; ``model.threshold`` where a manifest records no
+    threshold, or a version is not in the registry).
 
     Raises:
         RetryableError: as :func:`read_to_end`.
@@ -118,7 +122,22 @@ def compare(
         champion=champion,
         k=k,
         records={kind: len(read[topic]) for kind, topic in kinds.items()},
+        rules=version_rules(settings, name),
     )
+
+
+def version_rules(settings: Settings, name: str) -> dict[int, ScoreRule]:
+    """Each registered version's :class:`ScoreRule` (versions with unreadable manifests are
+    left out: they are judged by ``model.threshold``)."""
+    registry = open_registry(settings.model)
+    out: dict[int, ScoreRule] = {}
+    for version in registry.versions(name):
+        try:
+            manifest = registry.manifest(name, version)
+        except StreamInferError:
+            continue
+        out[version] = ScoreRule.of(manifest, settings.model.threshold)
+    return out
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -140,6 +159,7 @@ def render_table(report: CompareReport) -> Table:
     )
     table.add_column("version")
     table.add_column("role")
+    table.add_column("positive if")
     for col in ("events", "paired", "agree", "PSI", "labelled", "frauds", "AUC", "AP"):
         table.add_column(col, justify="right")
     for col in (f"CP@{k}", "champ AUC", "champ AP", f"champ CP@{k}"):
@@ -149,6 +169,11 @@ def render_table(report: CompareReport) -> Table:
         table.add_row(
             f"v{v.version}" + (f" ({v.semver})" if v.semver else ""),
             "+".join(v.roles) + (" *" if v.is_champion else ""),
+            (
+                "-"
+                if v.threshold is None
+                else f"{'>=' if v.positive == 'high' else '<='} {v.threshold:g}"
+            ),
             str(v.events),
             "-" if v.is_champion else str(v.paired_events),
             _fmt(v.agreement, ".1%"),

@@ -6,12 +6,16 @@ by ``transaction_id`` and reports per model version of one model name (reading t
 
 - ``events``: distinct transactions the version scored (a redelivered score counts once);
 - against the champion, on the transactions both scored (``paired_events``): ``agreement``,
-  the share on which both are on the same side of the threshold, and ``psi``, the PSI of the
-  version's scores against the champion's deciles and histogram on those transactions;
+  the share on which both give the same verdict (each by its own rule: its manifest's positive
+  side and threshold), and ``psi``, the PSI of the version's scores against the champion's
+  deciles and histogram on those transactions (raw scores: two versions whose scores mean
+  different things show a large PSI, as they should);
 - on its transactions whose label has arrived: AUC ROC, average precision and card
   precision@k (card = the score record's ``customer_id``), as
-  :func:`stream_infer.training.evaluate.evaluate` defines them; and the champion's figures on
-  the same labelled transactions where it scored them too (the fair comparison).
+  :func:`stream_infer.training.evaluate.evaluate` defines them, on the version's ranking (its
+  scores negated when low is positive, so an anomaly score ranks anomalies first); and the
+  champion's figures on the same labelled transactions where it scored them too (the fair
+  comparison).
 
 Where each score comes from: a ``scores`` record is the serving version's verdict
 (``model_role`` champion or challenger; records written before roles existed have none); a
@@ -41,6 +45,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from stream_infer.model.drift import psi_between, reading
+from stream_infer.model.verdict import ScoreRule
 from stream_infer.training.evaluate import evaluate
 
 
@@ -70,6 +75,8 @@ class VersionReport(_Report):
     semver: str | None
     roles: list[str]
     is_champion: bool
+    positive: str = "high"
+    threshold: float | None = None
     events: int
     paired_events: int
     agreement: float | None
@@ -207,6 +214,7 @@ def _metrics(
     labels: Mapping[str, tuple[int, datetime]],
     customer: Mapping[str, str],
     k: int,
+    rule: ScoreRule,
 ) -> LabelMetrics | None:
     if not txs:
         return None
@@ -217,7 +225,7 @@ def _metrics(
             "tx_fraud": [labels[tx][0] for tx in txs],
         }
     )
-    figures = evaluate(frame, np.array([scores[tx] for tx in txs], dtype=np.float64), k)
+    figures = evaluate(frame, rule.ranking([scores[tx] for tx in txs]), k)
     auc = figures["auc_roc"]
     return LabelMetrics(
         labelled=len(txs),
@@ -244,10 +252,12 @@ def build_report(
     champion: int | None = None,
     k: int = 100,
     records: Mapping[str, int] | None = None,
+    rules: Mapping[int, ScoreRule] | None = None,
 ) -> CompareReport:
     """The report for ``name`` from records of the three topics (raw JSON bytes or dicts).
 
-    A score at or above ``threshold`` flags the transaction (agreement compares flags);
+    ``rules`` says what each version's score means (from its manifest); a version without one
+    flags a score at or above ``threshold`` (agreement compares flags);
     ``champion`` overrides the inferred champion version; ``k`` is card precision's cards a
     day; ``records`` is what the caller read per topic (shown in the report as is).
 
@@ -258,16 +268,24 @@ def build_report(
     known = _labels(labels, joined.skipped)
     champ = _pick_champion(joined, champion)
     champ_scores = joined.scores.get(champ, {}) if champ is not None else {}
+    known_rules = dict(rules or {})
+
+    def rule_of(version: int | None) -> ScoreRule:
+        fallback = ScoreRule(threshold)
+        return fallback if version is None else known_rules.get(version, fallback)
+
+    champ_rule = rule_of(champ)
     reports: list[VersionReport] = []
     for version in sorted(joined.scores, key=lambda v: (v != champ, v)):
         mine = joined.scores[version]
         is_champ = version == champ
+        rule = rule_of(version)
         paired = [] if is_champ else [tx for tx in mine if tx in champ_scores]
         agreement = psi_value = None
         if paired:
             a = np.array([mine[tx] for tx in paired], dtype=np.float64)
             b = np.array([champ_scores[tx] for tx in paired], dtype=np.float64)
-            agreement = float(np.mean((a >= threshold) == (b >= threshold)))
+            agreement = float(np.mean(rule.flags(a) == champ_rule.flags(b)))
             psi_value = psi_between(a, b)
         labelled = [tx for tx in mine if tx in known]
         both = [tx for tx in labelled if tx in champ_scores] if not is_champ else []
@@ -277,13 +295,17 @@ def build_report(
                 semver=joined.semver.get(version),
                 roles=sorted(joined.roles[version]),
                 is_champion=is_champ,
+                positive=rule.positive,
+                threshold=rule.threshold,
                 events=len(mine),
                 paired_events=len(paired),
                 agreement=agreement,
                 psi=psi_value,
                 psi_reading=None if psi_value is None else reading(psi_value),
-                metrics=_metrics(labelled, mine, known, joined.customer, k),
-                champion_metrics=_metrics(both, champ_scores, known, joined.customer, k),
+                metrics=_metrics(labelled, mine, known, joined.customer, k, rule),
+                champion_metrics=_metrics(
+                    both, champ_scores, known, joined.customer, k, champ_rule
+                ),
             )
         )
     return CompareReport(
