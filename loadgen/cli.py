@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the commands import these lazily: `loadgen --help` stays fa
     from loadgen.stream import Dataset
 
 DEFAULT_DATASET = Path("var/loadgen/transactions.parquet")
+DEFAULT_READINGS = Path("var/loadgen/readings.parquet")
 DEFAULT_OUT = Path("var/loadgen")
 DEFAULT_SENT_IDS = DEFAULT_OUT / "sent-ids.npy"
 
@@ -56,33 +57,57 @@ def cli(ctx: click.Context, log_level: str) -> None:
 
 
 @cli.command()
+@click.option(
+    "--example",
+    type=click.Choice(["fraud", "anomaly"]),
+    default="fraud",
+    show_default=True,
+    help="fraud: the handbook's transactions; anomaly: device telemetry with injected faults",
+)
 @click.option("--customers", type=click.IntRange(1), default=5000, show_default=True)
 @click.option("--terminals", type=click.IntRange(1), default=10000, show_default=True)
-@click.option("--days", type=click.IntRange(1), default=183, show_default=True)
-@click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), default="2018-04-01")
+@click.option("--devices", type=click.IntRange(1), default=20, show_default=True, help="anomaly")
+@click.option("--days", type=click.IntRange(1), default=None, help="default: fraud 183, anomaly 7")
+@click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), default=None)
 @click.option("--radius", type=click.FloatRange(0), default=5.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--output", "-o", type=click.Path(path_type=Path), default=DEFAULT_DATASET, show_default=True
+    "--output",
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help=f"default: {DEFAULT_DATASET} (anomaly: {DEFAULT_READINGS})",
 )
 @click.option("--progress/--no-progress", default=True)
 def generate(
+    example: str,
     customers: int,
     terminals: int,
-    days: int,
-    start_date: datetime,
+    devices: int,
+    days: int | None,
+    start_date: datetime | None,
     radius: float,
     seed: int,
-    output: Path,
+    output: Path | None,
     progress: bool,
 ) -> None:
-    """Simulate labelled transactions (the fraud handbook's simulator) into a parquet file."""
+    """Simulate labelled transactions (the fraud handbook's simulator), or device telemetry
+    with injected faults (``--example anomaly``), into a parquet file."""
     import time
+
+    if example == "anomaly":
+        from loadgen.telemetry import write_telemetry
+
+        click.echo(write_telemetry(devices, days, start_date, seed, output or DEFAULT_READINGS))
+        return
 
     from loadgen.simulator import SimulationConfig, summary, write_parquet
     from loadgen.simulator import generate as simulate
 
-    config = SimulationConfig(customers, terminals, days, start_date.date(), radius, seed)
+    start = (start_date or datetime(2018, 4, 1)).date()
+    output = output or DEFAULT_DATASET
+    config = SimulationConfig(customers, terminals, days or 183, start, radius, seed)
     began = time.monotonic()
     frame = simulate(config, progress=progress)
     write_parquet(frame, output)
