@@ -11,12 +11,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI
 
 from stream_infer.config import Settings, load_settings
 from stream_infer.pipeline import ScoringPipeline
 from stream_infer.runtime import build_features, load_serving_model
 from stream_infer.sidecar.schemas import PredictRequest
+from stream_infer.sidecar.scoring import SIDECAR_PARTITION, sidecar_inputs
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -26,9 +28,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/v1/models/{name}/predict")
     async def predict(name: str, body: PredictRequest) -> dict[str, Any]:
-        scored, _features_s, _model_s = pipeline.score_transactions([body.inputs], [(-1, 2**62)])
-        pipeline.features.state.drop_partitions([-1])
-        score = scored[0].score
+        cols = sidecar_inputs(pipeline.source, [body.inputs])
+        out = pipeline.score_columns(cols, np.full(1, SIDECAR_PARTITION, dtype=np.int64))
+        pipeline.features.state.drop_partitions([SIDECAR_PARTITION])
+        score = float(out.scores[0])
         return {
             "request_id": body.request_id,
             "model_name": model.name,

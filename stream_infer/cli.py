@@ -79,11 +79,11 @@ def features() -> None:
 @click.pass_context
 def features_apply(ctx: click.Context) -> None:
     """`feast apply` on the repository, against Redis when configured, else SQLite."""
-    from stream_infer.features.feast_repo import SERVING_REPO, apply
+    from stream_infer.features.feast_repo import apply
 
     settings = _settings(ctx)
     redis = settings.redis if settings.redis.enabled else None
-    store = apply(SERVING_REPO, redis)
+    store = apply(settings.features.feast_repo_dir, redis)
     views = [v.name for v in store.list_feature_views()]
     click.echo(f"applied project {store.project}: views {views}")
 
@@ -104,14 +104,14 @@ def features_build(
     """Compute every transaction's features in batch and write Feast's offline sources."""
     import pandas as pd
 
-    from stream_infer.features.feast_repo import SERVING_REPO, write_offline_sources
+    from stream_infer.features.feast_repo import write_offline_sources
     from stream_infer.features.offline import compute_features
 
     settings = _settings(ctx)
     raw = pd.read_parquet(transactions)
     label_frame = pd.read_parquet(labels) if labels is not None else None
     frame = compute_features(raw, label_frame)
-    paths = write_offline_sources(frame, SERVING_REPO)
+    paths = write_offline_sources(frame, settings.features.feast_repo_dir)
     if out is not None:
         frame.to_parquet(out, index=False)
     click.echo(f"{len(frame):,} rows -> {', '.join(str(p) for p in paths)}")

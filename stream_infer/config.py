@@ -423,7 +423,16 @@ class ServeSettings(_Frozen):
 class FeatureSettings(_Frozen):
     """Feature state and the Feast repository."""
 
-    repo_dir: Path = Path("features")
+    repo_dir: Path = Field(
+        default=Path("examples/fraud/feature_repo"),
+        description="the Feast repository whose definitions the stream computes (events, "
+        "stream, daily and on-demand views, the feature service)",
+    )
+    feast_repo_dir: Path = Field(
+        default=Path("features"),
+        description="the Feast repository the stream's rows are served from (push sources, "
+        "materialized terminal rows; `stream-infer features apply`)",
+    )
     state_dir: Path = Path("var/state")
     terminal_wait_ms: float = Field(
         default=0.0, ge=0, description="how long a batch may wait for its terminal rows"

@@ -6,6 +6,7 @@ sidecar are adapters around it: they hand it records and ship what it returns.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,15 +27,18 @@ from stream_infer.dead_letters import (
 )
 from stream_infer.errors import FatalError, RetryableError
 from stream_infer.event_time import FutureLimit
-from stream_infer.events import Transaction, encode_score
-from stream_infer.features.columns import TxColumns, TxInput
-from stream_infer.features.online import FeatureComputer
+from stream_infer.events import encode_score
+from stream_infer.features.compiled import FeatureComputer
 from stream_infer.model.routed import ErrorHook, RoutedScores
 from stream_infer.model.routed import score as routed_score
 from stream_infer.model.serving import ServingModels
 from stream_infer.model.session import LoadedModel
-from stream_infer.records import FeatureValues, Headers, OutRecord, ScoreRecord, encode_lines
-from stream_infer.wire import decode_batch, epoch_seconds
+from stream_infer.records import Headers, OutRecord, ScoreRecord, encode_lines, feature_values
+from stream_infer.streamdef.decoded import BatchDecoder
+from stream_infer.streamdef.decoders import build_decoder
+from stream_infer.streamdef.spec import SEQ_COLUMN, SourceSpec
+
+Columns = dict[str, npt.NDArray[Any]]
 
 DEFAULT_MAX_FUTURE_S: float = EventSettings.model_fields["max_future_s"].default
 
@@ -45,7 +49,6 @@ __all__ = [
     "Headers",
     "OutRecord",
     "RecordLike",
-    "Scored",
     "ScoringPipeline",
     "dead_letter_reason_kind",
 ]
@@ -81,10 +84,11 @@ class BatchResult:
     #: Row-aligned with ``scores``: seconds from each input's Kafka timestamp to scoring.
     latencies_s: list[float] = field(default_factory=list)
     flags: list[tuple[str, ...]] = field(default_factory=list)
-    #: New customer-history entries to make durable before the batch is acknowledged.
-    state_writes: Mapping[str, Sequence[Any]] = field(default_factory=dict)
-    #: Row-aligned with ``scores``: who, when (epoch s) and the feature matrix (for sinks).
-    customer_ids: list[str] = field(default_factory=list)
+    #: New entity-history entries to make durable before the batch is acknowledged.
+    state_writes: Any = None
+    #: Row-aligned with ``scores``: who (the entity key), when (epoch s) and the feature
+    #: matrix (for sinks).
+    customer_ids: list[Any] = field(default_factory=list)
     epoch_seconds: list[int] = field(default_factory=list)
     features: npt.NDArray[np.float64] | None = None
 
@@ -100,17 +104,6 @@ class BatchScores:
     features_s: float
     inference_s: float
     routed: RoutedScores
-
-
-@dataclass(frozen=True, slots=True)
-class Scored:
-    """One transaction's score, before any transport encodes it."""
-
-    transaction: Transaction
-    score: float
-    is_fraud: bool
-    features: npt.NDArray[np.float64]
-    flags: tuple[str, ...]
 
 
 def dead_letter_reason_kind(reason: str) -> str:
@@ -131,6 +124,7 @@ class ScoringPipeline:
         threshold: float = 0.5,
         emit_features: bool = False,
         *,
+        decoder: BatchDecoder | None = None,
         dead_letter_max_bytes: int = DEFAULT_MAX_BYTES,
         dead_letter_prefix_bytes: int = DEFAULT_PREFIX_BYTES,
         max_future_s: float = DEFAULT_MAX_FUTURE_S,
@@ -142,6 +136,10 @@ class ScoringPipeline:
         Raises ConfigError: the dead-letter limits cannot be honoured (checked here, at
         start-up, not at the first bad record)."""
         check_limits(dead_letter_max_bytes, dead_letter_prefix_bytes)
+        self.source = features.defs.source
+        #: Built once, at start (``decoder``: e.g. one reading a schema registry).
+        self.decoder = decoder or build_decoder(self.source)
+        self._feature_values = feature_values(features.defs.inputs)
         self.serving = model if isinstance(model, ServingModels) else ServingModels.of(model)
         self.features = features
         self.threshold = threshold
@@ -162,54 +160,23 @@ class ScoringPipeline:
     def model(self, model: LoadedModel) -> None:
         self.serving = ServingModels.of(model)
 
-    def score_inputs(self, inputs: Sequence[TxInput]) -> BatchScores:
-        """:meth:`score_columns` for ``TxInput`` rows (the sidecar's entry point).
-
-        Raises:
-            RetryableError: the feature state store failed.
-        """
-        return self.score_columns(TxColumns.of(inputs))
-
-    def score_columns(self, cols: TxColumns) -> BatchScores:
-        """Features and model for a batch: the one scoring path (stream and sidecar).
+    def score_columns(self, events: Columns, partitions: Ints | None = None) -> BatchScores:
+        """Features and model for a batch of event columns (``SEQ_COLUMN`` included): the one
+        scoring path (stream and sidecar).
 
         Raises:
             RetryableError: the feature state store failed.
         """
         t0 = time.perf_counter()
-        matrix, flags = self.features.compute_columns(cols)
+        matrix, flags = self.features.compute(events, partitions)
         t1 = time.perf_counter()
-        routed = routed_score(self.serving, matrix, cols.customer_ids, self.on_model_error)
+        keys = events[self.source.key_field].tolist()
+        routed = routed_score(self.serving, matrix, keys, self.on_model_error)
         t2 = time.perf_counter()
         scores = routed.scores
         return BatchScores(
             scores, scores >= self.threshold, matrix, flags, t1 - t0, t2 - t1, routed
         )
-
-    def score_transactions(
-        self, txs: Sequence[Transaction], positions: Sequence[tuple[int, int]]
-    ) -> tuple[list[Scored], float, float]:
-        """:meth:`score_inputs` for validated (pydantic) transactions; ``positions`` are
-        (partition, seq) pairs. Returns the scores and seconds spent in features and model.
-        """
-        inputs = [
-            TxInput(
-                tx.transaction_id,
-                tx.customer_id,
-                tx.terminal_id,
-                epoch_seconds(tx.tx_datetime),
-                tx.tx_amount,
-                part,
-                off,
-            )
-            for tx, (part, off) in zip(txs, positions, strict=True)
-        ]
-        out = self.score_inputs(inputs)
-        scored = [
-            Scored(tx, float(out.scores[i]), bool(out.is_fraud[i]), out.features[i], out.flags[i])
-            for i, tx in enumerate(txs)
-        ]
-        return scored, out.features_s, out.inference_s
 
     def process(self, records: Sequence[RecordLike]) -> BatchResult:
         """Decode, featurize, score and encode a batch; bad records become dead letters.
@@ -225,35 +192,34 @@ class ScoringPipeline:
         """
         result = BatchResult()
         future = FutureLimit.at(self.clock, self.max_future_s)
-        decoded = decode_batch([rec.value() for rec in records], future)
+        decoded = self.decoder.decode_batch(
+            [rec.value() for rec in records], max_epoch_s=math.floor(future.limit_s)
+        )
         for i, reason in decoded.refused:
             result.dead_letters.append((self._dead_letter(records[i], reason), reason))
         if not decoded.kept:
             return result
         kept = [records[i] for i in decoded.kept] if decoded.refused else list(records)
-        parts = [rec.partition() for rec in kept]
+        parts_l = [rec.partition() for rec in kept]
         offsets = [rec.offset() for rec in kept]
-        cols = TxColumns(
-            decoded.transaction_ids,
-            decoded.customer_ids,
-            decoded.terminal_ids,
-            np.array(decoded.epoch_seconds, dtype=np.int64),
-            np.array(decoded.amounts, dtype=np.float64),
-            np.array(parts if None not in parts else [p or 0 for p in parts], dtype=np.int64),
-            np.array(offsets if None not in offsets else [o or 0 for o in offsets], np.int64),
+        cols = decoded.columns
+        cols[SEQ_COLUMN] = np.array(
+            offsets if None not in offsets else [o or 0 for o in offsets], np.int64
         )
-        times = decoded.times
+        parts = np.array(parts_l if None not in parts_l else [p or 0 for p in parts_l], np.int64)
         try:
-            out = self.score_columns(cols)
+            out = self.score_columns(cols, parts)
         except (RetryableError, FatalError):  # a store outage, refused credentials, the model
             raise
         except Exception:
             # A feature bug on one event must not stop the stream: find it, dead-letter it.
-            ok = self._isolate(kept, cols, result)
+            ok = self._isolate(kept, cols, parts, result)
             if not ok:
                 return result
-            kept, cols, times = [kept[i] for i in ok], cols.take(ok), [times[i] for i in ok]
-            out = self.score_columns(cols)
+            kept, cols, parts = [kept[i] for i in ok], _take(cols, ok), parts[ok]
+            out = self.score_columns(cols, parts)
+        seconds = cols[self.source.timestamp_field]
+        times = _iso_times(seconds)
         result.features_s, result.inference_s = out.features_s, out.inference_s
         now = time.time()
         latencies = _latencies(kept, now)
@@ -267,20 +233,16 @@ class ScoringPipeline:
         result.routed = routed
         result.flags = out.flags
         result.state_writes = self.features.state.take_pending()
-        result.customer_ids = cols.customer_ids
-        result.epoch_seconds = (
-            decoded.epoch_seconds
-            if len(cols) == len(decoded.kept)
-            else (cols.epoch_seconds.tolist())
-        )
+        result.customer_ids = cols[self.source.key_field].tolist()
+        result.epoch_seconds = seconds.tolist()
         result.features = out.features
         return result
 
     def _score_records(
         self,
         kept: Sequence[RecordLike],
-        cols: TxColumns,
-        times: Sequence[datetime],
+        cols: Columns,
+        times: Sequence[str],
         out: BatchScores,
         latencies: npt.NDArray[np.float64],
         now: float,
@@ -301,15 +263,15 @@ class ScoringPipeline:
             versions, semvers, roles = ([v[j] for v in served] for j in range(3))
         features: Any = repeat(None, n)
         if self.emit_features:
-            features = starmap(FeatureValues, out.features.tolist())
+            features = starmap(self._feature_values, out.features.tolist())
         flags: Any = (
             repeat(None, n) if not any(out.flags) else [list(f) if f else None for f in out.flags]
         )
         structs = list(
             map(
                 ScoreRecord,
-                cols.transaction_ids,
-                cols.customer_ids,
+                cols[self.source.event_id_field].tolist(),
+                cols[self.source.key_field].tolist(),
                 out.scores.tolist(),
                 out.is_fraud.tolist(),
                 repeat(name, n),
@@ -332,11 +294,11 @@ class ScoringPipeline:
         )
         return list(map(_new_record, rows))
 
-    @staticmethod
     def _shadow_records(
+        self,
         kept: Sequence[RecordLike],
-        cols: TxColumns,
-        times: Sequence[datetime],
+        cols: Columns,
+        times: Sequence[str],
         routed: RoutedScores,
         scored_at: datetime,
     ) -> list[OutRecord]:
@@ -353,11 +315,13 @@ class ScoringPipeline:
             for i in range(len(kept))
         ]
         served = routed.scores.tolist()
+        event_ids = cols[self.source.event_id_field].tolist()
+        keys = cols[self.source.key_field].tolist()
         out = []
         for i, (rec, score) in enumerate(zip(kept, routed.shadow.tolist(), strict=True)):
             payload = {
-                "transaction_id": cols.transaction_ids[i],
-                "customer_id": cols.customer_ids[i],
+                "transaction_id": event_ids[i],
+                "customer_id": keys[i],
                 "model_name": shadow.model.name,
                 "model_version": shadow.version,
                 "model_semver": shadow.semver,
@@ -372,7 +336,7 @@ class ScoringPipeline:
         return out
 
     def _isolate(
-        self, kept: Sequence[RecordLike], cols: TxColumns, result: BatchResult
+        self, kept: Sequence[RecordLike], cols: Columns, parts: Ints, result: BatchResult
     ) -> list[int]:
         """Score events one at a time to find those whose features raise; dead-letter them.
         Returns the rows that passed.
@@ -383,7 +347,7 @@ class ScoringPipeline:
         ok: list[int] = []
         for i, rec in enumerate(kept):
             try:
-                self.features.compute_columns(cols.take([i]))
+                self.features.compute(_take(cols, [i]), parts[i : i + 1])
             except (RetryableError, FatalError):  # not the event's fault: never dead-letter it
                 raise
             except Exception as exc:
@@ -420,3 +384,47 @@ def _latencies(records: Sequence[RecordLike], now: float) -> npt.NDArray[np.floa
     stamps = np.fromiter(pairs, dtype=np.int64, count=2 * len(records)).reshape(-1, 2)
     valid = (stamps[:, 0] != 0) & (stamps[:, 1] > 0)
     return np.where(valid, now - stamps[:, 1] / 1000.0, 0.0)
+
+
+Ints = npt.NDArray[np.int64]
+
+
+def _take(cols: Columns, rows: Sequence[int]) -> Columns:
+    """Rows ``rows`` of every column, in that order."""
+    idx = np.asarray(rows, dtype=np.int64)
+    return {name: values[idx] for name, values in cols.items()}
+
+
+def _iso_times(seconds: npt.NDArray[np.int64]) -> list[str]:
+    """Epoch seconds as RFC 3339 UTC strings (``...Z``), as a UTC datetime encodes."""
+    text = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s")
+    stamped: list[str] = np.char.add(text, "Z").tolist()
+    return stamped
+
+
+def event_columns(
+    source: SourceSpec, events: Sequence[Mapping[str, Any]], seqs: Sequence[int]
+) -> Columns:
+    """Event columns (``SEQ_COLUMN`` from ``seqs``) of events given as field mappings (the
+    source's field names; the timestamp in epoch seconds).
+
+    Raises:
+        KeyError: an event lacks a field of the source.
+    """
+    cols: Columns = {}
+    for f in source.fields:
+        values = [ev[f.name] for ev in events]
+        if f.name == source.timestamp_field:
+            cols[f.name] = np.array(values, dtype=np.int64)
+        else:
+            cols[f.name] = np.array(values, dtype=_KIND_DTYPES[f.kind])
+    cols[SEQ_COLUMN] = np.array(seqs, dtype=np.int64)
+    return cols
+
+
+_KIND_DTYPES: dict[str, Any] = {
+    "float64": np.float64,
+    "int64": np.int64,
+    "bool": np.bool_,
+    "string": object,
+}

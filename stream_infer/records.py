@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, NamedTuple
 
 import msgspec
-
-from stream_infer.features.definitions import FEATURE_NAMES
 
 Headers = list[tuple[str, bytes]]
 
@@ -54,17 +53,20 @@ class ScoreRecord(msgspec.Struct, omit_defaults=True, gc=False):
     model_version: int
     model_semver: str
     model_role: str
-    event_time: datetime
+    #: The event's time: an RFC 3339 UTC string (``...Z``) or a datetime (encoded the same).
+    event_time: Any
     scored_at: datetime
     latency_ms: float
     flags: list[str] | None = None
     features: Any = None
 
 
-#: The feature names, in order, as one JSON object per row (names from the definitions).
-FeatureValues: Any = msgspec.defstruct(
-    "FeatureValues", [(name, float) for name in FEATURE_NAMES], gc=False
-)
+@cache
+def feature_values(names: tuple[str, ...]) -> Any:
+    """A struct of the feature names, in order: one JSON object per row (the service's inputs)."""
+    return msgspec.defstruct("FeatureValues", [(name, float) for name in names], gc=False)
+
+
 _ENCODER = msgspec.json.Encoder()
 
 

@@ -16,8 +16,7 @@ from typing import Any
 
 from stream_infer.config import Settings
 from stream_infer.errors import ConfigError
-from stream_infer.features.definitions import FEATURE_NAMES
-from stream_infer.features.online import FeatureComputer, TerminalRows
+from stream_infer.features.compiled import FeatureComputer
 from stream_infer.kafka.broker import EmbeddedBroker
 from stream_infer.kafka.clients import consumer_config, producer_config, transactional_id
 from stream_infer.kafka.transactions import Transactions
@@ -31,23 +30,51 @@ from stream_infer.model.session import LoadedModel, load_model
 from stream_infer.pipeline import ScoringPipeline
 from stream_infer.state.factory import open_state
 from stream_infer.state.terminal_cache import CachedTerminalRows
+from stream_infer.streamdef.daily_source import DailyRowSource
+from stream_infer.streamdef.model_inputs import check_model_inputs
+from stream_infer.streamdef.spec import StreamDefinitions
 from stream_infer.worker import ScoringWorker
 
 log = logging.getLogger(__name__)
 
 
+_DEFINITIONS: dict[Any, StreamDefinitions] = {}
+
+
+def load_stream_definitions(settings: Settings) -> StreamDefinitions:
+    """The repository's definitions (``features.repo_dir``), read once per process: Feast is
+    imported here, lazily (seconds), never on the hot path.
+
+    Raises:
+        DefinitionError: the repository is refused (the message names the view and field).
+    """
+    repo = settings.features.repo_dir.resolve()
+    if repo not in _DEFINITIONS:
+        from stream_infer.streamdef.feast_reader import load_definitions
+
+        _DEFINITIONS[repo] = load_definitions(repo)
+    return _DEFINITIONS[repo]
+
+
 def load_serving_model(settings: Settings) -> LoadedModel:
-    """The configured model version (the champion by default), verified and warm."""
+    """The configured model version (the champion by default), verified and warm.
+
+    Raises:
+        DefinitionError: its inputs differ from the feature service's (named).
+    """
     m = settings.model
-    return load_model(
+    defs = load_stream_definitions(settings)
+    model = load_model(
         open_registry(m),
         m.name,
-        FEATURE_NAMES,
+        defs.inputs,
         version=m.version,
         device=m.device,
         intra_op_threads=m.intra_op_threads,
         warmup_batches=m.warmup_batches,
     )
+    check_model_inputs(defs, model.feature_names, len(model.feature_names))
+    return model
 
 
 def build_live_models(
@@ -61,7 +88,10 @@ def build_live_models(
     if settings.model.version is not None:
         return None
     registry = open_registry(settings.model)
-    watcher = ServingWatcher(ModelCache(registry, settings.model, FEATURE_NAMES), reporter=reporter)
+    # A candidate whose manifest names other features than the service is refused on load
+    # (model.session.check_signature), so a hot swap never serves a model of other inputs.
+    inputs = load_stream_definitions(settings).inputs
+    watcher = ServingWatcher(ModelCache(registry, settings.model, inputs), reporter=reporter)
     judge = RolloutJudge(settings.rollout, registry, watcher.current)
 
     def announced(name: str, _revision: int) -> None:
@@ -83,23 +113,41 @@ def build_live_models(
     return live
 
 
-def build_features(settings: Settings, *, read_only: bool = False) -> FeatureComputer:
-    """Feature computer on the configured state backend (Redis or embedded SQLite).
+def build_daily_rows(
+    settings: Settings, defs: StreamDefinitions, terminals: Any
+) -> DailyRowSource | None:
+    """The published daily rows the computer reads (None: no daily view)."""
+    if not defs.daily_views:
+        return None
+    from stream_infer.features.terminal_rows_source import TerminalRowsSource
 
-    ``read_only``: the sidecar's view: reload customers per call, never write.
+    f = settings.features
+    cached = CachedTerminalRows(
+        terminals, max_entries=f.terminal_cache_size, wait_ms=f.terminal_wait_ms
+    )
+    return TerminalRowsSource(cached, defs.daily_views[0])
+
+
+def build_features(settings: Settings, *, read_only: bool = False) -> FeatureComputer:
+    """Feature computer of the repository's definitions on the configured state backend
+    (Redis or embedded SQLite).
+
+    ``read_only``: the sidecar's view: reload entities per call, never write.
+
+    Raises:
+        DefinitionError: the repository is refused.
     """
     f = settings.features
+    defs = load_stream_definitions(settings)
     stores = open_state(settings, "read" if read_only else "write")
-    terminals = CachedTerminalRows(
-        stores.terminals, max_entries=f.terminal_cache_size, wait_ms=f.terminal_wait_ms
-    )
     return FeatureComputer(
-        terminals,
-        stores.customers,
+        defs,
+        build_daily_rows(settings, defs, stores.terminals),
+        stores.entities,
         persist=not read_only,
         cache=not read_only,
         write_behind=not read_only,  # the worker saves state off the hot path, before acking
-        customer_cache_size=f.customer_cache_size,
+        entity_cache_size=f.customer_cache_size,
         prune_margin_days=f.prune_margin_days,
         drop_delay_s=f.drop_delay_s,
     )
@@ -108,11 +156,15 @@ def build_features(settings: Settings, *, read_only: bool = False) -> FeatureCom
 def build_pipeline(
     settings: Settings,
     model: LoadedModel | ServingModels,
-    terminal_rows: TerminalRows | None = None,
+    daily_rows: DailyRowSource | None = None,
 ) -> ScoringPipeline:
+    """Raises DefinitionError: the repository is refused, or the model's inputs differ from
+    the service's features (named)."""
     features = build_features(settings)
-    if terminal_rows is not None:
-        features.terminal_rows = terminal_rows
+    if daily_rows is not None:
+        features.daily_rows = daily_rows
+    champion = model if isinstance(model, LoadedModel) else model.champion.model
+    check_model_inputs(features.defs, champion.feature_names, len(champion.feature_names))
     return ScoringPipeline(
         model,
         features,
@@ -127,7 +179,7 @@ def build_pipeline(
 def build_worker(
     settings: Settings,
     model: LoadedModel | None = None,
-    terminal_rows: TerminalRows | None = None,
+    daily_rows: DailyRowSource | None = None,
 ) -> ScoringWorker:
     """A worker wired to real Kafka clients; metrics served if enabled.
 
@@ -150,7 +202,7 @@ def build_worker(
     else:
         served = model or load_serving_model(settings)
         metrics.set_model(served.name, served.version, served.provider)
-    pipeline = build_pipeline(settings, served, terminal_rows)
+    pipeline = build_pipeline(settings, served, daily_rows)
     holder: dict[str, ScoringWorker] = {}
 
     def on_stats(stats: str) -> None:
@@ -186,7 +238,7 @@ def build_worker(
 
         redis = settings.redis if settings.redis.enabled else None
         sink = FeastCustomerSink(
-            settings.features.repo_dir, redis, settings.features.feast_push_interval_s
+            settings.features.feast_repo_dir, redis, settings.features.feast_push_interval_s
         )
     worker = ScoringWorker(
         settings,
@@ -197,7 +249,7 @@ def build_worker(
         feature_sink=sink,
         transactions=transactions,
         models=live,
-        store_probe=open_state(settings, "read").customers.first_day,
+        store_probe=open_state(settings, "read").entities.first_day,
     )
     holder["worker"] = worker
     tune_gc()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +41,7 @@ from stream_infer.kafka.transactions import Transactions
 from stream_infer.metrics import WorkerMetrics
 from stream_infer.model.live import LiveModels
 from stream_infer.pipeline import BatchResult, OutRecord, ScoringPipeline, dead_letter_reason_kind
+from stream_infer.state.entity_rows import EntityWriteSet
 from stream_infer.store_guard import StoreGuard
 from stream_infer.worker_io import ConsumerLike, FeatureSink, Pauses, ProducerLike
 
@@ -268,7 +269,7 @@ class ScoringWorker:
             if time.monotonic() >= deadline:
                 return
 
-    def _save(self, writes: Mapping[str, Sequence[Any]]) -> None:
+    def _save(self, writes: EntityWriteSet) -> None:
         self.store.write(lambda: self.pipeline.features.state.save(writes))
 
     def _wait_for_store(self) -> None:

@@ -84,8 +84,8 @@ def _store_probe(settings: Settings) -> Callable[[], object]:
     """One cheap read of the configured customer store (raises RetryableError if down)."""
     from stream_infer.state.factory import open_state
 
-    customers = open_state(settings, "read").customers
-    return lambda: customers.load([PROBE_CUSTOMER])
+    entities = open_state(settings, "read").entities
+    return lambda: entities.load([PROBE_CUSTOMER])
 
 
 class SidecarApp(FastAPI):

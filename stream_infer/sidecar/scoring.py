@@ -1,7 +1,8 @@
 """What the sidecar scores, batch by batch: the stream's pipeline, read-only.
 
-Transactions go through :meth:`ScoringPipeline.score_inputs` (the stream's one scoring path)
-with a read-only feature computer: the customer's history is read from the shared state store
+Transactions go through :meth:`ScoringPipeline.score_columns` (the stream's one scoring path)
+as event columns named by the source's fields, with a read-only feature computer: the
+customer's history is read from the shared state store
 and this transaction is added in memory only (by ``transaction_id``, so one the stream already
 stored is not counted twice), the terminal row of its day is read, and nothing is written. A
 transaction scored here and by the stream therefore gets the same features and the same score.
@@ -30,13 +31,12 @@ import orjson
 
 from stream_infer.errors import RetryableError
 from stream_infer.events import Transaction
-from stream_infer.features.definitions import FEATURE_NAMES
-from stream_infer.features.online import TxInput
 from stream_infer.model.serving import Served
-from stream_infer.pipeline import ScoringPipeline
+from stream_infer.pipeline import Columns, ScoringPipeline, event_columns
 from stream_infer.sidecar.health import StoreHealth
 from stream_infer.sidecar.models import Route, SidecarModels, routes_of
 from stream_infer.sidecar.stats import Execution, InferenceStatistics
+from stream_infer.streamdef.spec import SourceSpec
 from stream_infer.wire import epoch_seconds
 
 log = logging.getLogger(__name__)
@@ -53,20 +53,15 @@ class Scored:
     route: Route
 
 
-def sidecar_inputs(txs: Sequence[Transaction]) -> list[TxInput]:
-    """The pipeline's inputs for validated transactions, placed after any stream entry."""
-    return [
-        TxInput(
-            tx.transaction_id,
-            tx.customer_id,
-            tx.terminal_id,
-            epoch_seconds(tx.tx_datetime),
-            tx.tx_amount,
-            SIDECAR_PARTITION,
-            SIDECAR_SEQ,
-        )
-        for tx in txs
-    ]
+def sidecar_inputs(source: SourceSpec, txs: Sequence[Transaction]) -> Columns:
+    """The pipeline's event columns for validated transactions (fields taken by the source's
+    field names, the timestamp in epoch seconds), placed after any stream entry."""
+    events = []
+    for tx in txs:
+        fields = {f.name: getattr(tx, f.name) for f in source.fields}
+        fields[source.timestamp_field] = epoch_seconds(getattr(tx, source.timestamp_field))
+        events.append(fields)
+    return event_columns(source, events, [SIDECAR_SEQ] * len(txs))
 
 
 def rounds_of(txs: Sequence[Transaction]) -> list[list[int]]:
@@ -122,7 +117,9 @@ class TransactionScorer:
 
     def _score(self, txs: Sequence[Transaction]) -> list[Scored]:
         try:
-            out = self.pipeline.score_inputs(sidecar_inputs(txs))
+            cols = sidecar_inputs(self.pipeline.source, txs)
+            parts = np.full(len(txs), SIDECAR_PARTITION, dtype=np.int64)
+            out = self.pipeline.score_columns(cols, parts)
         except RetryableError as exc:
             self.health.failed(exc)
             raise
@@ -132,8 +129,9 @@ class TransactionScorer:
             self.pipeline.features.state.take_pending()
         scores = out.scores.tolist()
         features = out.features.tolist()
+        names = self.pipeline.features.names
         return [
-            Scored(scores[i], dict(zip(FEATURE_NAMES, features[i], strict=True)), flags, route)
+            Scored(scores[i], dict(zip(names, features[i], strict=True)), flags, route)
             for i, (flags, route) in enumerate(zip(out.flags, routes_of(out.routed), strict=True))
         ]
 

@@ -6,18 +6,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream_infer.config import Settings
-from stream_infer.state.daily_redis import RedisTerminalStore
+from stream_infer.state.daily_redis import RedisDailyRows
 from stream_infer.state.daily_sqlite import SqliteDailyRows
 from stream_infer.state.redis_client import Access, open_redis
-from stream_infer.state.redis_store import RedisCustomerStore
-from stream_infer.state.sqlite_store import SqliteState
+from stream_infer.state.redis_entities import RedisEntityStore
+from stream_infer.state.sqlite_entities import SqliteEntityStore
 
 
 @dataclass(frozen=True)
 class StateStores:
-    """The customer-history store and the terminal-row store of one deployment."""
+    """The entity-history store (stream views) and the terminal-row store of one deployment."""
 
-    customers: Any
+    entities: Any
     terminals: Any
     backend: str
 
@@ -40,7 +40,7 @@ def open_state(settings: Settings, access: Access = "write") -> StateStores:
         client = open_redis(settings.redis, access)
         prefix = settings.redis.key_prefix
         return StateStores(
-            RedisCustomerStore(client, prefix), RedisTerminalStore(client, prefix), "redis"
+            RedisEntityStore(client, prefix), RedisDailyRows(client, prefix), "redis"
         )
     path = settings.features.state_dir / "state.db"
-    return StateStores(SqliteState(path), SqliteDailyRows(path), "sqlite")
+    return StateStores(SqliteEntityStore(path), SqliteDailyRows(path), "sqlite")

@@ -1,6 +1,7 @@
-"""Zero skew, proven: every feature vector the running stream emits equals the offline batch
-computation for the same transaction, with the label processor publishing terminal rows, and
-Feast's online store serving the stream's values. Also after a SIGKILL mid-replay."""
+"""Zero skew, proven: every feature vector the running stream emits equals the training set
+(stream_infer.streamdef.training, from the same Feast repository) for the same transaction,
+with the label processor publishing terminal rows, and Feast's online store serving the
+stream's values. Also after a SIGKILL mid-replay."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from loadgen.simulator import SimulationConfig, generate
 from loadgen.stream import Dataset
 from stream_infer.config import Settings
 from stream_infer.features.definitions import CUSTOMER_FEATURES, FEATURE_NAMES
-from stream_infer.features.offline import compute_features
+from stream_infer.streamdef.feast_reader import load_definitions
+from stream_infer.streamdef.training import training_frame
 
 from .conftest import REPO, make_test_settings
 from .kafka_io import read_topic, setup_topics
@@ -39,14 +41,27 @@ def dataset() -> pd.DataFrame:
 def _settings(base: Settings, bootstrap: str, tmp: Path, registry: Path, **kw: object) -> Settings:
     repo = tmp / "feast-repo"
     shutil.copytree(REPO / "features", repo, ignore=shutil.ignore_patterns("data", "*.db"))
+    declared = REPO / "examples" / "fraud" / "feature_repo"
     return make_test_settings(
         base,
         bootstrap,
         tmp,
         model={"registry_dir": str(registry)},
         worker={"emit_features": True},
-        features={"repo_dir": str(repo), "terminal_wait_ms": 30_000, **kw},
+        features={
+            "repo_dir": str(declared),
+            "feast_repo_dir": str(repo),
+            "terminal_wait_ms": 30_000,
+            **kw,
+        },
     )
+
+
+def training_set(settings: Settings, data: pd.DataFrame) -> pd.DataFrame:
+    """The training set of ``data`` (its labels all known), from the worker's repository."""
+    defs = load_definitions(settings.features.repo_dir)
+    labels = data[["transaction_id", "tx_datetime", "terminal_id", "tx_fraud"]]
+    return training_frame(defs, data, labels)
 
 
 def compare(emitted: dict[str, dict[str, float]], offline: pd.DataFrame) -> list[str]:
@@ -95,7 +110,7 @@ def test_stream_features_equal_offline_and_feast_serves_them(
         base_settings, kafka_bootstrap, tmp_path, model_registry, feast_online=True
     )
     setup_topics(settings)
-    apply(settings.features.repo_dir)
+    apply(settings.features.feast_repo_dir)
     labels = WorkerProcess(settings, tmp_path / "labels.log", command="labels")
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
@@ -107,7 +122,7 @@ def test_stream_features_equal_offline_and_feast_serves_them(
         assert worker.terminate(timeout_s=240) == 0, worker.output()[-3000:]
         labels.terminate()
     emitted = _emitted(scores)
-    offline = compute_features(dataset)
+    offline = training_set(settings, dataset)
     problems = compare(emitted, offline)
     assert not problems, f"{len(problems)} mismatches:\n" + "\n".join(problems[:40])
     assert len(emitted) == len(dataset)
@@ -115,7 +130,7 @@ def test_stream_features_equal_offline_and_feast_serves_them(
     # Feast's online store holds what the stream computed for each customer's last event.
     from stream_infer.features.feast_repo import feature_store
 
-    store = feature_store(settings.features.repo_dir)
+    store = feature_store(settings.features.feast_repo_dir)
     last = dataset.sort_values(["tx_datetime", "transaction_id"]).groupby("customer_id").tail(1)
     customers = [str(c) for c in last["customer_id"]]
     got = store.get_online_features(
@@ -179,5 +194,5 @@ def test_parity_survives_sigkill_mid_replay(
         first_seen = np.array([versions[0][n] for n in FEATURE_NAMES])
         for v in versions[1:]:
             assert np.allclose(first_seen, [v[n] for n in FEATURE_NAMES], atol=TOLERANCE), tid
-    problems = compare({t: v[0] for t, v in copies.items()}, compute_features(dataset))
+    problems = compare({t: v[0] for t, v in copies.items()}, training_set(settings, dataset))
     assert not problems, f"{len(problems)} mismatches:\n" + "\n".join(problems[:40])

@@ -7,17 +7,18 @@ import pytest
 
 from stream_infer.errors import ConfigError
 from stream_infer.events import DeadLetter, Score
+from stream_infer.features.compiled import FeatureComputer
 from stream_infer.features.definitions import FEATURE_NAMES
-from stream_infer.features.online import (
-    FLAG_TERMINAL_MISSING,
-    FeatureComputer,
-    InMemoryTerminalRows,
-)
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.model.session import load_model
 from stream_infer.pipeline import ScoringPipeline
+from stream_infer.streamdef.daily import DayAggregate
+from stream_infer.streamdef.daily_source import InMemoryDailyRows
 
 from .fakes import FakeRecord
+from .fraud_defs import fraud_defs
+
+FLAG_TERMINAL_MISSING = "terminal_features_unavailable"
 
 
 def tx(i: int, customer: str = "c1", amount: float = 10.0) -> bytes:
@@ -35,7 +36,7 @@ def tx(i: int, customer: str = "c1", amount: float = 10.0) -> bytes:
 @pytest.fixture
 def pipeline(registry: ModelRegistry) -> ScoringPipeline:
     model = load_model(registry, "fraud", FEATURE_NAMES)
-    return ScoringPipeline(model, FeatureComputer(), threshold=0.5, emit_features=True)
+    return ScoringPipeline(model, FeatureComputer(fraud_defs()), threshold=0.5, emit_features=True)
 
 
 def test_scores_keep_key_partition_headers(pipeline: ScoringPipeline) -> None:
@@ -64,12 +65,16 @@ def test_bad_records_become_dead_letters_in_place(pipeline: ScoringPipeline) -> 
 
 
 def test_terminal_rows_of_the_events_day_are_used(registry: ModelRegistry) -> None:
-    rows = InMemoryTerminalRows()
+    defs = fraud_defs()
+    rows = InMemoryDailyRows(defs.daily_views)
     day = 20553  # 2026-04-10
-    rows.add("T1", day - 8, 4, 1)
+    rows.add("terminal_counts", "T1", day - 8, {"tx_fraud": DayAggregate.of([1.0, 0.0, 0.0, 0.0])})
     rows.set_complete_through(day - 8)
     model = load_model(registry, "fraud", FEATURE_NAMES)
-    pipe = ScoringPipeline(model, FeatureComputer(rows), emit_features=True)
+    pipe = ScoringPipeline(model, FeatureComputer(defs, rows), emit_features=True)
+    # The stream started 10 days before: labels may exist for the row's days.
+    early = orjson.loads(tx(0, customer="c0")) | {"tx_datetime": "2026-03-31T10:00:00"}
+    pipe.process([FakeRecord(orjson.dumps(early | {"transaction_id": "t-early"}))])
     score = Score.model_validate_json(pipe.process([FakeRecord(tx(0))]).scores[0].value)
     assert score.flags == []
     assert score.features is not None
@@ -99,5 +104,8 @@ def test_dead_letter_limits_are_checked_at_construction(registry: ModelRegistry)
     model = load_model(registry, "fraud", FEATURE_NAMES)
     with pytest.raises(ConfigError, match="dead_letter_prefix_bytes"):
         ScoringPipeline(
-            model, FeatureComputer(), dead_letter_max_bytes=8192, dead_letter_prefix_bytes=8192
+            model,
+            FeatureComputer(fraud_defs()),
+            dead_letter_max_bytes=8192,
+            dead_letter_prefix_bytes=8192,
         )

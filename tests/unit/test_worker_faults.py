@@ -4,7 +4,7 @@ a store outage pauses and resumes; a failing model stops the worker. Fault-injec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -13,15 +13,17 @@ import pytest
 
 from stream_infer.config import load_settings
 from stream_infer.errors import DeliveryError, ModelError, StateWriteError, StoreUnavailableError
+from stream_infer.features.compiled import FeatureComputer
 from stream_infer.features.definitions import FEATURE_NAMES
-from stream_infer.features.online import FeatureComputer
 from stream_infer.kafka.transactions import Transactions
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.model.session import load_model
 from stream_infer.pipeline import ScoringPipeline
+from stream_infer.state.entity_rows import EntityWriteSet, StoredEntry
 from stream_infer.worker import ScoringWorker
 
 from .fakes import TP, FakeConsumer, FakeKafkaError, FakeProducer, FakeRecord
+from .fraud_defs import fraud_defs
 
 TOO_LARGE = FakeKafkaError(10, "MSG_SIZE_TOO_LARGE")
 TIMED_OUT = FakeKafkaError(-192, "_MSG_TIMED_OUT")
@@ -45,7 +47,7 @@ def rec(offset: int, partition: int = 0, value: bytes | None = None) -> FakeReco
 
 
 class FlakyStore:
-    """A customer store whose calls fail while ``failures[op]`` > 0 (then answer)."""
+    """An entity store whose calls fail while ``failures[op]`` > 0 (then answer)."""
 
     def __init__(self, load_failures: int = 0, save_failures: int = 0, fatal_save: bool = False):
         self.failures = {"load": load_failures, "save": save_failures}
@@ -65,10 +67,11 @@ class FlakyStore:
         self._maybe_fail("load")
         return {cid: list(self.saved.get(cid, [])) for cid in customer_ids}
 
-    def save(self, entries: Mapping[str, Sequence[Any]]) -> None:
+    def save(self, writes: EntityWriteSet) -> None:
         self._maybe_fail("save")
-        for cid, items in entries.items():
-            self.saved.setdefault(cid, []).extend(items)
+        a = writes.added
+        for key, event_id, t, s, data in a.json_rows():
+            self.saved.setdefault(key, []).append(StoredEntry(event_id, t, s, data))
 
     def first_day(self) -> int | None:
         return None
@@ -96,7 +99,7 @@ def make_worker(
         metrics={"enabled": False},
     )
     model = load_model(registry, "fraud", FEATURE_NAMES)
-    features = FeatureComputer(store=store, write_behind=store is not None)
+    features = FeatureComputer(fraud_defs(), store=store, write_behind=store is not None)
     txn = Transactions(producer, consumer, TP, interval_s=1e3) if exactly_once else None
     return ScoringWorker(
         settings,
@@ -253,7 +256,7 @@ def test_store_outage_on_write_holds_offsets_until_durable(registry: ModelRegist
     stats = worker.run(max_events=2)
     assert worker.error is None and stats.scored == 2
     assert store.calls["save"] >= 5
-    assert sorted(e.transaction_id for es in store.saved.values() for e in es) == ["t0-0", "t0-1"]
+    assert sorted(e.event_id for es in store.saved.values() for e in es) == ["t0-0", "t0-1"]
     assert consumer.stored_offsets() == [(0, 1), (0, 2)]
 
 

@@ -7,14 +7,15 @@ import pytest
 
 from stream_infer.config import load_settings
 from stream_infer.errors import DeliveryError
+from stream_infer.features.compiled import FeatureComputer
 from stream_infer.features.definitions import FEATURE_NAMES
-from stream_infer.features.online import FeatureComputer
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.model.session import load_model
 from stream_infer.pipeline import ScoringPipeline
 from stream_infer.worker import ScoringWorker
 
 from .fakes import TP, FakeConsumer, FakeProducer, FakeRecord
+from .fraud_defs import fraud_defs
 
 
 def rec(offset: int, partition: int = 0, value: bytes | None = None) -> FakeRecord:
@@ -44,7 +45,7 @@ def make_worker(
     model = load_model(registry, "fraud", FEATURE_NAMES)
     return ScoringWorker(
         settings,
-        ScoringPipeline(model, FeatureComputer()),
+        ScoringPipeline(model, FeatureComputer(fraud_defs())),
         consumer,
         producer,
         topic_partition=TP,
