@@ -333,3 +333,12 @@ def test_train_goes_through_the_same_checks() -> None:
         DefinitionError, match=r"takes 3 inputs; feature service fraud_model_v1 names 2"
     ):
         register_onnx(ModelRegistry(Path("/nonexistent")), "x", model, service)
+
+
+def test_metadata_names_may_be_comma_separated() -> None:
+    from stream_infer.model.signature import Signature
+
+    sig = Signature((), (), {"feature_names": " a, b ,c"})
+    assert sig.feature_names() == ("a", "b", "c")
+    with pytest.raises(DefinitionError, match="not a list of names"):
+        Signature((), (), {"feature_names": '["a", 1]'}).feature_names()

@@ -62,6 +62,13 @@ def test_training_registers_candidates_with_provenance(tmp_path: Path) -> None:
     assert m.reference_deciles is not None and len(m.reference_deciles) == 9
     assert m.reference_histogram is not None and sum(m.reference_histogram) == first.test_rows
     assert m.training_data_hash is not None and m.metrics["auc_roc"] > 0.5
+    # Registered through model register's path: checked against the example's service.
+    assert (m.feature_service, m.input_dtype, m.score_kind, m.positive) == (
+        "fraud_model_v1",
+        "float32",
+        "probability",
+        "high",
+    )
 
     again = train_candidate(frame, reg, "fraud", split, "tree", seed=0)
     assert again.version.manifest.semver == "1.0.1"  # same data, same inputs
