@@ -6,7 +6,8 @@ encodes them). Each configuration runs in fresh child processes with a fresh con
 fresh state; labels/s is counted from the first label counted to the last, read from the count
 store's applied offsets (the processors' own progress), so start-up and the group join are
 left out. Every run of a processor with a store is checked: the watermark reached the expected
-day and the last final day's terminal rows equal ``definitions.terminal_features``.
+day and the last final day's rows of the fraud example's daily view ``terminal_counts`` are the
+transactions and frauds counted here (risks via the ODFV: ``definitions.terminal_features``).
 
 Configurations: the product's faust app (``stream_infer.labels.app.run``) with its knobs
 (``take_events`` batch, event loop, count store, transport, processes in one group), a plain
@@ -38,8 +39,11 @@ import orjson
 
 from bench.results_io import write_results
 from stream_infer.config import Settings, load_settings
-from stream_infer.features.definitions import SECONDS_PER_DAY, terminal_features
-from stream_infer.labels.aggregator import FINAL_LAG
+from stream_infer.features.definitions import LABEL_DELAY_DAYS, SECONDS_PER_DAY, WINDOWS_DAYS
+
+#: The fraud example's daily view and how many days after the watermark its final rows are.
+VIEW = "terminal_counts"
+FINAL_LAG = LABEL_DELAY_DAYS + 1
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PARTITIONS = 6
@@ -158,11 +162,21 @@ def prepare(bootstrap: str, n: int) -> Dataset:
     complete = min(last_day.values()) - 1
     final = complete + FINAL_LAG
     expected = {
-        (t, final): terminal_features(per, final)
+        (t, final): _counts_row(per, final)
         for t, per in daily.items()
         if any(d in per for d in range(final - 37, final - 7))
     }
     return Dataset(bootstrap, topic, n, complete, expected)
+
+
+def _counts_row(daily: Mapping[int, tuple[int, int]], day: int) -> tuple[float, ...]:
+    """``terminal_counts``' row for ``day``: transactions and frauds over 1, 7 and 30 days."""
+    end = day - LABEL_DELAY_DAYS
+    out: list[float] = []
+    for n in WINDOWS_DAYS:
+        out.append(float(sum(daily.get(d, (0, 0))[0] for d in range(end - n, end))))
+        out.append(float(sum(daily.get(d, (0, 0))[1] for d in range(end - n, end))))
+    return tuple(out)
 
 
 def _progress(cfg: Config, state: Path, prefix: str) -> int:
@@ -198,7 +212,7 @@ def _verify(data: Dataset, settings: Settings) -> str:
         if time.monotonic() > deadline:
             return f"watermark {terminals.complete_through()} != {data.complete_through}"
         time.sleep(0.05)
-    got = terminals.rows(data.final_rows.keys())
+    got = terminals.rows(VIEW, data.final_rows.keys())
     if got != data.final_rows:
         bad = sum(1 for k, v in data.final_rows.items() if got.get(k) != v)
         return f"{bad} of {len(data.final_rows)} final rows differ"
@@ -407,9 +421,10 @@ def _consumer(settings: Settings) -> Any:
 def _confluent_loop(settings: Settings, cfg: Config) -> None:
     """The same aggregator and store behind a plain consume loop (commit after each batch)."""
     from stream_infer.labels.aggregator import LabelRecord
-    from stream_infer.labels.app import build_aggregator, topic_partitions
+    from stream_infer.labels.app import build_aggregator, load_repository, topic_partitions
 
-    aggregator = build_aggregator(settings, topic_partitions(settings))
+    defs = load_repository(settings)
+    aggregator = build_aggregator(settings, topic_partitions(settings), defs)
     consumer = _consumer(settings)
     stop = [False]
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))

@@ -37,19 +37,20 @@ from typing import Any, TypeVar
 import tenacity
 
 from stream_infer.config import Settings
-from stream_infer.errors import FatalError, RetryableError
+from stream_infer.errors import ConfigError, FatalError, RetryableError
 from stream_infer.labels.aggregator import (
     BatchOutcome,
     LabelAggregator,
-    LabelCountStore,
     LabelRecord,
+    PartialStore,
     RowSink,
 )
 from stream_infer.labels.credentials import faust_brokers, faust_credentials
 from stream_infer.labels.letters import DeadLetterSender, letters_of
 from stream_infer.labels.metrics import LabelMetrics
-from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
+from stream_infer.labels.stores import RedisLabelPartials, SqliteLabelPartials
 from stream_infer.state.factory import open_state
+from stream_infer.streamdef.spec import StreamDefinitions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,41 +123,66 @@ class StoreRetry:
             )
 
 
-def open_counts(settings: Settings) -> LabelCountStore:
-    """The label count store on the configured backend (Redis, else the embedded SQLite file)."""
+def open_partials(settings: Settings) -> PartialStore:
+    """The label partial store on the configured backend (Redis, else the embedded SQLite
+    file)."""
     if settings.redis.enabled:
         from stream_infer.state.redis_client import open_redis
 
         cluster = settings.redis.mode == "cluster"
         client = open_redis(settings.redis)
-        return RedisLabelCounts(client, settings.redis.key_prefix, cluster=cluster)
-    return SqliteLabelCounts(settings.features.state_dir / "labels.db")
+        return RedisLabelPartials(client, settings.redis.key_prefix, cluster=cluster)
+    return SqliteLabelPartials(settings.features.state_dir / "labels.db")
+
+
+def load_repository(settings: Settings) -> StreamDefinitions:
+    """The repository's definitions (``features.repo_dir``), read once at start.
+
+    Raises:
+        DefinitionError: the repository does not load or is refused.
+        ConfigError: it has daily views but no label source.
+    """
+    from stream_infer.streamdef.feast_reader import load_definitions
+
+    defs = load_definitions(settings.features.repo_dir)
+    if defs.daily_views and defs.label_source is None:
+        raise ConfigError(
+            f"{settings.features.repo_dir}: daily views "
+            f"{[v.name for v in defs.daily_views]} but no label source"
+        )
+    return defs
 
 
 def labels_counted(settings: Settings) -> int:
     """How many labels the processors have counted so far (from their applied offsets; dead
     letters included, as they are consumed too)."""
-    return sum(offset + 1 for offset in open_counts(settings).applied_offsets().values())
+    return sum(offset + 1 for offset in open_partials(settings).applied_offsets().values())
 
 
 def build_aggregator(
     settings: Settings,
     partitions: int,
+    defs: StreamDefinitions,
     extra_sinks: Sequence[RowSink] = (),
     metrics: LabelMetrics | None = None,
 ) -> LabelAggregator:
-    """Counts and rows on the configured backend (see :func:`open_counts`); with ``metrics``,
-    the rows each sink takes are counted and the terminal store's publishes move the
-    watermark gauge."""
+    """Partials and rows of ``defs``' daily views on the configured backend (see
+    :func:`open_partials`); with ``metrics``, the rows each sink takes are counted and the
+    daily-row store's publishes move the watermark gauge.
+
+    Raises:
+        ConfigError: ``defs`` has no label source.
+    """
     stores = open_state(settings)
     sinks: list[RowSink] = [stores.terminals, *extra_sinks]
     if metrics is not None:
         sinks = [metrics.counting_rows(stores.terminals, "terminal_store", watermark=True)]
         sinks += [metrics.counting_rows(s, type(s).__name__) for s in extra_sinks]
     return LabelAggregator(
-        open_counts(settings),
+        open_partials(settings),
         sinks,
         partitions,
+        defs=defs,
         max_future_s=settings.events.max_future_s,
         max_step_days=settings.labels.max_watermark_step_days,
     )
@@ -302,15 +328,17 @@ def run(settings: Settings) -> None:
         import mode.loop
 
         mode.loop.use("uvloop")  # before faust creates its event loop
+    defs = load_repository(settings)  # once, before any connection: a bad repo stops here
     partitions = topic_partitions(settings)
     sinks: list[RowSink] = []
     if settings.features.feast_online:
         from stream_infer.features.feast_sink import FeastTerminalSink
+        from stream_infer.state.terminal_cache import TerminalSinkBridge
 
         redis = settings.redis if settings.redis.enabled else None
-        sinks.append(FeastTerminalSink(settings.features.repo_dir, redis))
+        sinks.append(TerminalSinkBridge(FeastTerminalSink(settings.features.repo_dir, redis)))
     metrics = LabelMetrics()
-    aggregator = build_aggregator(settings, partitions, sinks, metrics)
+    aggregator = build_aggregator(settings, partitions, defs, sinks, metrics)
     app, _stats = create_app(settings, aggregator, metrics)
     if settings.metrics.enabled:
         from stream_infer.metrics import serve

@@ -1,85 +1,76 @@
-"""The label processor's decoder: a label's bytes -> what counting needs (terminal, day, fraud).
+"""The label processor's decoder: a batch of label records -> what the partials need.
 
-:class:`stream_infer.events.Label` (pydantic) is the schema of record. Validating it costs
-~4 µs a label, as much as everything else the aggregator does per label, so labels decode with
-a msgspec Struct of the same shape (~0.4 µs) instead. msgspec accepts a subset of what the
-schema accepts (RFC 3339 strings only, JSON integers only); whatever it refuses goes to the
-schema of record, which either accepts it (its values are used) or says why not. A property
-test (tests/unit/test_label_decode.py) holds the two to the same decisions and values.
+The records are decoded by the generated decoder of the repository's label source
+(:func:`stream_infer.streamdef.decoders.build_decoder`: its fields, kinds and bounds, every
+refusal with a reason naming the field). On top of it, the wall-clock rule of
+:mod:`stream_infer.event_time`: a label dated past the batch's :class:`FutureLimit` is a dead
+letter with that module's reason, so it moves no partition's day (docs/ARCHITECTURE.md,
+"Events from the future").
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated
 
-import msgspec
-
-from stream_infer.errors import DeadLetterError
 from stream_infer.event_time import FutureLimit
-from stream_infer.events import MAX_EPOCH_S, MIN_EPOCH_S, decode_label
-from stream_infer.features.definitions import SECONDS_PER_DAY
-
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | int
-
-
-class _WireLabel(msgspec.Struct, frozen=True, gc=False):
-    transaction_id: _Id
-    tx_datetime: datetime
-    terminal_id: _Id
-    tx_fraud: Annotated[int, msgspec.Meta(ge=0, le=1)]
-
-
-_DECODER = msgspec.json.Decoder(_WireLabel)
+from stream_infer.labels.partials import view_columns
+from stream_infer.streamdef.decoders import BatchDecoder, build_decoder
+from stream_infer.streamdef.spec import SECONDS_PER_DAY, DailyView, SourceSpec
 
 
 @dataclass(frozen=True, slots=True)
-class CountedLabel:
-    """What a label contributes to the counts: its terminal, its UTC day, fraud or not."""
+class DecodedLabel:
+    """What one label contributes: its UTC day and, per daily view, its join key and the
+    values of the columns the view reads (in :func:`view_columns` order)."""
 
-    terminal_id: str
+    index: int  # in the decoded batch
     day: int
-    fraud: int
+    views: Mapping[str, tuple[str, tuple[float, ...]]]
 
 
-def _epoch_seconds(value: datetime) -> float:
-    # Naive timestamps are UTC by contract (as in the schema of record).
-    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
-
-
-def _slow(raw: bytes, future: FutureLimit | None) -> CountedLabel:
-    label = decode_label(raw)
-    seconds = int(label.tx_datetime.timestamp())
-    if future is not None:
-        future.check(seconds)
-    return CountedLabel(label.terminal_id, seconds // SECONDS_PER_DAY, label.tx_fraud)
-
-
-def decode_counted(raw: bytes | None, future: FutureLimit | None = None) -> CountedLabel:
-    """Decode and validate one label as :func:`stream_infer.events.decode_label` does, and
-    refuse one dated past ``future`` (None: no limit; :mod:`stream_infer.event_time`).
+class LabelDecoder:
+    """Decodes label batches of ``source`` for ``views`` (built once at start).
 
     Raises:
-        DeadLetterError: the bytes are empty, not JSON, fail the schema, or the label is from
-            the future (the reason says which).
+        DefinitionError: (building) the source's schema does not give its fields' kinds.
     """
-    if not raw:
-        raise DeadLetterError("empty message value")
-    try:
-        wire = _DECODER.decode(raw)
-    except msgspec.DecodeError:  # ValidationError included
-        # A shape the fast path does not take (e.g. an id beyond 64 bits, 1.0 for a flag) or
-        # a bad label: the schema of record decides, and names the problem if there is one.
-        return _slow(raw, future)
-    seconds = _epoch_seconds(wire.tx_datetime)
-    if not MIN_EPOCH_S <= seconds < MAX_EPOCH_S:
-        return _slow(raw, future)  # raises with the schema's out-of-range reason
-    if future is not None and int(seconds) > future.limit_s:  # whole seconds, as in _slow
-        raise DeadLetterError(future.reason(int(seconds)))
-    terminal = wire.terminal_id
-    return CountedLabel(
-        terminal if isinstance(terminal, str) else str(terminal),
-        int(seconds) // SECONDS_PER_DAY,
-        wire.tx_fraud,
-    )
+
+    def __init__(self, source: SourceSpec, views: Sequence[DailyView]) -> None:
+        self.source = source
+        self.views = tuple(views)
+        self._decoder: BatchDecoder = build_decoder(source)
+        self._columns = {v.name: view_columns(v) for v in self.views}
+
+    def decode(
+        self, values: Sequence[bytes | None], future: FutureLimit | None = None
+    ) -> tuple[list[DecodedLabel], list[tuple[int, str]]]:
+        """The labels of ``values`` in input order, and (index, reason) of each refused one
+        (bad bytes, failed schema, or dated past ``future``; None: no limit).
+
+        Raises:
+            RetryableError: a schema registry did not answer (nothing decided).
+        """
+        batch = self._decoder.decode_batch(values)
+        refused = list(batch.refused)
+        cols = batch.columns
+        ts_field = self.source.timestamp_field
+        times = cols[ts_field].tolist() if batch.kept else []
+        keys = {v.name: cols[v.entity].tolist() for v in self.views} if batch.kept else {}
+        vals = {
+            v.name: [cols[c].astype(float).tolist() for c in self._columns[v.name]]
+            for v in self.views
+            if batch.kept
+        }
+        out: list[DecodedLabel] = []
+        for j, index in enumerate(batch.kept):
+            seconds = int(times[j])
+            if future is not None and seconds > future.limit_s:
+                refused.append((index, future.reason(seconds, ts_field)))
+                continue
+            per_view = {
+                name: (str(keys[name][j]), tuple(c[j] for c in vals[name])) for name in keys
+            }
+            out.append(DecodedLabel(index, seconds // SECONDS_PER_DAY, per_view))
+        refused.sort()
+        return out, refused

@@ -1,11 +1,11 @@
 """The label processor's Prometheus metrics, on a registry it owns.
 
 What on-call reads from ``stream-infer labels``: labels counted and dead-lettered per second,
-terminal rows published, store failures (each is retried with backoff), whether the store is
+daily rows published, store failures (each is retried with backoff), whether the store is
 down, and the event-time watermark with its delay behind the wall clock.
 
 The watermark is the end of the last day whose labels are all in, over every partition, as
-published with the terminal rows (``complete_through``), in epoch seconds of transaction time.
+published with the daily rows (``complete_through``), in epoch seconds of transaction time.
 Labels come ``LABEL_DELAY_DAYS`` (7) days after their transaction and the watermark moves a
 whole day at a time, so a processor that keeps up sits 7 to 8 days behind the wall clock;
 deploy/prometheus/alerts.yml alerts a day past that.
@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from stream_infer.errors import RetryableError
 from stream_infer.features.definitions import SECONDS_PER_DAY
-from stream_infer.features.online import TerminalRow
 from stream_infer.labels.aggregator import BatchOutcome, RowSink
 from stream_infer.metrics import add_runtime_collectors
+from stream_infer.streamdef.daily_source import DailyRow
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ class LabelMetrics:
         )
         self.rows_published = Counter(
             "stream_infer_labels_rows_published",
-            "Final terminal rows handed to a sink (a retried publish counts again)",
+            "Final daily-view rows handed to a sink (a retried publish counts again)",
             ["sink"],
             registry=r,
         )
@@ -115,7 +115,7 @@ class LabelMetrics:
 
     def counting_rows(self, sink: RowSink, name: str, watermark: bool = False) -> RowSink:
         """``sink``, counting the rows it took under ``sink=name``; with ``watermark``, each
-        publish it took also moves the watermark (give it to the terminal store's sink)."""
+        publish it took also moves the watermark (give it to the daily-row store's sink)."""
         on_published = self.watermark_published if watermark else None
         return _CountingSink(sink, self.rows_published.labels(name), on_published)
 
@@ -134,8 +134,10 @@ class _CountingSink:
         self._rows = rows
         self._on_published = on_published
 
-    def publish(self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int) -> None:
+    def publish(
+        self, rows: Mapping[str, Mapping[tuple[str, int], DailyRow]], complete_through: int
+    ) -> None:
         self._sink.publish(rows, complete_through)
-        self._rows.inc(len(rows))
+        self._rows.inc(sum(len(r) for r in rows.values()))
         if self._on_published is not None:
             self._on_published(complete_through)

@@ -1,20 +1,24 @@
-"""Label counts on Redis or SQLite, applied idempotently by partition offset.
+"""Label partials on Redis or SQLite, applied idempotently by partition offset.
 
-A batch's updates carry, per partition, the applied offset they were counted against; a store
+A batch's updates carry, per partition, the applied offset they were computed against; a store
 applies an update only if that is still the partition's applied offset (compare-and-set), all
 of a batch's updates in one atomic step. So a re-delivered batch is never counted twice, and
 neither is a batch that a processor which just lost its partition (a rebalance, a zombie)
 finishes after the new owner has moved on: its update does not match and is refused.
 
+What is stored per (daily view, UTC day, join key, partition) is that partition's partial
+(:mod:`stream_infer.labels.partials`): an update *sets* it to the value the processor folded
+from the stored one, so the store never does float arithmetic and applying an update twice
+changes nothing.
+
 Redis keys (``prefix`` = settings.redis.key_prefix; on a Redis Cluster ``{prefix}``, a hash
 tag, so that every key of the store shares one slot and a batch stays one atomic script):
-- ``{prefix}:lc:{day}``: hash ``terminal -> "transactions,frauds"``;
+- ``{prefix}:lp:{day}``: hash ``"{view}\\x1f{partition}\\x1f{join key}" -> partial text``;
 - ``{prefix}:lo``: hash ``partition -> last applied offset``;
 - ``{prefix}:ld``: hash ``partition -> latest label day``.
 
-One slot (one shard) holds all the counts: a (terminal, day) count is shared by every
-partition's updates, and its volume (terminals x 40 days) and rate (one script per batch) are
-far below what one shard serves.
+One slot (one shard) holds all the partials: their volume (keys x views x 40 days) and rate (one
+script per batch) are far below what one shard serves.
 
 Both stores raise :class:`~stream_infer.errors.StoreUnavailableError`, and only that, when the
 store cannot be reached, answers too late or is locked: the caller retries the same call. A
@@ -34,11 +38,15 @@ from typing import Any
 import orjson
 
 from stream_infer.errors import StoreUnavailableError
-from stream_infer.labels.aggregator import PartitionUpdate
+from stream_infer.labels.aggregator import PartialKey, PartitionUpdate
+from stream_infer.labels.partials import Partial, decode, encode
+from stream_infer.labels.rows import StoredPartials
 from stream_infer.state.redis_client import UNAVAILABLE, store_errors
 
-# KEYS: the offsets hash, the days hash, then one count hash per day the batch touches (an
-# increment names its day's key by index), all declared so a cluster can route the script.
+_SEP = "\x1f"  # between view, partition and join key in a Redis field (not in view names)
+
+# KEYS: the offsets hash, the days hash, then one partials hash per day the batch touches (a
+# partial names its day's key by index), all declared so a cluster can route the script.
 _APPLY = """
 local updates = cjson.decode(ARGV[1])
 local refused = {}
@@ -51,18 +59,10 @@ for i = 1, #updates do
   if applied ~= u[2] then
     refused[#refused + 1] = u[1]
   else
-    local incs = u[5]
-    for j = 1, #incs do
-      local e = incs[j]
-      local key = KEYS[e[1]]
-      local old = redis.call('HGET', key, e[2])
-      local n, f = 0, 0
-      if old then
-        local comma = string.find(old, ',')
-        n = tonumber(string.sub(old, 1, comma - 1))
-        f = tonumber(string.sub(old, comma + 1))
-      end
-      redis.call('HSET', key, e[2], (n + e[3]) .. ',' .. (f + e[4]))
+    local sets = u[5]
+    for j = 1, #sets do
+      local e = sets[j]
+      redis.call('HSET', KEYS[e[1]], e[2], e[3])
     end
     redis.call('HSET', KEYS[1], partition, u[3])
     local day = redis.call('HGET', KEYS[2], partition)
@@ -75,8 +75,12 @@ return refused
 """
 
 
-class RedisLabelCounts:
-    """:class:`~stream_infer.labels.aggregator.LabelCountStore` on Redis (one Lua script per
+def _field(view: str, partition: int, key: str) -> str:
+    return f"{view}{_SEP}{partition}{_SEP}{key}"
+
+
+class RedisLabelPartials:
+    """:class:`~stream_infer.labels.aggregator.PartialStore` on Redis (one Lua script per
     batch, so a batch is atomic and costs one round trip).
 
     ``cluster``: name the keys ``{prefix}:...`` (one hash slot, see the module docstring).
@@ -106,9 +110,9 @@ class RedisLabelCounts:
         keys = [f"{self._base}:lo", f"{self._base}:ld"]
         index: dict[int, int] = {}  # day -> its key's 1-based index in KEYS
         for u in updates:
-            for d, _ in u.increments:
+            for _v, d, _k in u.partials:
                 if d not in index:
-                    keys.append(f"{self._base}:lc:{d}")
+                    keys.append(f"{self._base}:lp:{d}")
                     index[d] = len(keys)
         payload = orjson.dumps(
             [
@@ -117,7 +121,10 @@ class RedisLabelCounts:
                     u.expected_offset,
                     u.last_offset,
                     u.latest_day,
-                    [[index[d], t, n, f] for (d, t), (n, f) in u.increments.items()],
+                    [
+                        [index[d], _field(v, u.partition, k), encode(p)]
+                        for (v, d, k), p in u.partials.items()
+                    ],
                 ]
                 for u in updates
             ]
@@ -131,33 +138,46 @@ class RedisLabelCounts:
             raw = self.client.hgetall(f"{self._base}:ld")
         return {int(k): int(v) for k, v in raw.items()}
 
-    def counts(self, days: Iterable[int]) -> dict[int, dict[str, tuple[int, int]]]:
+    def partials_of(self, partition: int, keys: Iterable[PartialKey]) -> dict[PartialKey, Partial]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for v, d, k in wanted:
+            pipe.hget(f"{self._base}:lp:{d}", _field(v, partition, k))
+        with store_errors("label partials read", UNAVAILABLE):
+            replies = pipe.execute()
+        return {key: decode(raw) for key, raw in zip(wanted, replies, strict=True) if raw}
+
+    def day_partials(self, days: Iterable[int]) -> StoredPartials:
         wanted = list(days)
         pipe = self.client.pipeline(transaction=False)
         for d in wanted:
-            pipe.hgetall(f"{self._base}:lc:{d}")
-        with store_errors("label counts read", UNAVAILABLE):
+            pipe.hgetall(f"{self._base}:lp:{d}")
+        with store_errors("label partials read", UNAVAILABLE):
             replies = pipe.execute()
-        out: dict[int, dict[str, tuple[int, int]]] = {}
+        out: dict[int, dict[tuple[str, str], dict[int, Partial]]] = {}
         for d, reply in zip(wanted, replies, strict=True):
             if reply:
-                per: dict[str, tuple[int, int]] = {}
-                for t, v in reply.items():
-                    n, f = v.split(b",")
-                    per[t.decode()] = (int(n), int(f))
+                per: dict[tuple[str, str], dict[int, Partial]] = {}
+                for f, raw in reply.items():
+                    view, partition, key = f.decode().split(_SEP, 2)
+                    per.setdefault((view, key), {})[int(partition)] = decode(raw)
                 out[d] = per
         return out
 
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS label_counts (
-    day INTEGER NOT NULL, terminal_id TEXT NOT NULL, nb INTEGER NOT NULL, fraud INTEGER NOT NULL,
-    PRIMARY KEY (day, terminal_id)
+CREATE TABLE IF NOT EXISTS label_partials (
+    day INTEGER NOT NULL, view TEXT NOT NULL, partition INTEGER NOT NULL,
+    entity TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (day, view, partition, entity)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS label_progress (
     partition INTEGER PRIMARY KEY, last_offset INTEGER NOT NULL, day INTEGER NOT NULL
 );
 """
+_CHUNK = 300  # keys per statement: 3 bound variables each, under SQLite's limit
 
 
 @contextmanager
@@ -169,8 +189,8 @@ def _sqlite_io(what: str) -> Iterator[None]:
         raise StoreUnavailableError(f"sqlite label {what} failed: {exc}") from exc
 
 
-class SqliteLabelCounts:
-    """:class:`~stream_infer.labels.aggregator.LabelCountStore` on a local SQLite file.
+class SqliteLabelPartials:
+    """:class:`~stream_infer.labels.aggregator.PartialStore` on a local SQLite file.
 
     Several processes may share the file (WAL; a writer waits up to ``busy_timeout_s`` for
     another's transaction). Each batch is one transaction, so one fsync. A lock held longer
@@ -216,16 +236,13 @@ class SqliteLabelCounts:
         stored = dict(db.execute("SELECT partition, last_offset FROM label_progress").fetchall())
         refused = {u.partition for u in updates if stored.get(u.partition, -1) != u.expected_offset}
         accepted = [u for u in updates if u.partition not in refused]
-        merged: dict[tuple[int, str], list[int]] = {}
-        for u in accepted:
-            for key, (n, f) in u.increments.items():
-                acc = merged.setdefault(key, [0, 0])
-                acc[0] += n
-                acc[1] += f
         db.executemany(
-            "INSERT INTO label_counts VALUES (?, ?, ?, ?) ON CONFLICT(day, terminal_id) "
-            "DO UPDATE SET nb = nb + excluded.nb, fraud = fraud + excluded.fraud",
-            [(d, t, n, f) for (d, t), (n, f) in merged.items()],
+            "INSERT OR REPLACE INTO label_partials VALUES (?, ?, ?, ?, ?)",
+            [
+                (d, v, u.partition, k, encode(p))
+                for u in accepted
+                for (v, d, k), p in u.partials.items()
+            ],
         )
         db.executemany(
             "INSERT INTO label_progress VALUES (?, ?, ?) ON CONFLICT(partition) DO UPDATE "
@@ -239,17 +256,35 @@ class SqliteLabelCounts:
             rows = self._db.execute("SELECT partition, day FROM label_progress").fetchall()
         return {int(p): int(d) for p, d in rows}
 
-    def counts(self, days: Iterable[int]) -> dict[int, dict[str, tuple[int, int]]]:
+    def partials_of(self, partition: int, keys: Iterable[PartialKey]) -> dict[PartialKey, Partial]:
+        wanted = list(dict.fromkeys(keys))
+        out: dict[PartialKey, Partial] = {}
+        with self._lock, _sqlite_io("partials read"):
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i : i + _CHUNK]
+                marks = ",".join("(?, ?, ?)" * 1 for _ in chunk)
+                args = [x for v, d, k in chunk for x in (d, v, k)]
+                for d, v, k, value in self._db.execute(
+                    "SELECT day, view, entity, value FROM label_partials WHERE partition = ? "
+                    f"AND (day, view, entity) IN (VALUES {marks})",
+                    [partition, *args],
+                ):
+                    out[(v, int(d), k)] = decode(value)
+        return out
+
+    def day_partials(self, days: Iterable[int]) -> StoredPartials:
         wanted = set(days)
         if not wanted:
             return {}
-        out: dict[int, dict[str, tuple[int, int]]] = {}
-        with self._lock, _sqlite_io("counts read"):
+        out: dict[int, dict[tuple[str, str], dict[int, Partial]]] = {}
+        with self._lock, _sqlite_io("partials read"):
             rows = self._db.execute(
-                "SELECT day, terminal_id, nb, fraud FROM label_counts WHERE day BETWEEN ? AND ?",
+                "SELECT day, view, partition, entity, value FROM label_partials "
+                "WHERE day BETWEEN ? AND ?",
                 (min(wanted), max(wanted)),
             ).fetchall()
-        for day, terminal, nb, fraud in rows:
+        for day, view, partition, key, value in rows:
             if day in wanted:
-                out.setdefault(int(day), {})[terminal] = (int(nb), int(fraud))
+                per = out.setdefault(int(day), {})
+                per.setdefault((view, key), {})[int(partition)] = decode(value)
         return out

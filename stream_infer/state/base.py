@@ -4,8 +4,8 @@ Customer entries are keyed by ``transaction_id`` inside each customer, so writin
 twice (re-delivery, a restarted worker, a second replay) changes nothing: idempotent by
 construction. A write set also names the entries no window can reach any more (``dropped``),
 which the store deletes with the same call, so a store holds about a window's worth per
-customer. Terminal rows are written once per (terminal, day) by the label processor, and
-``complete_through`` says up to which day the labels are final.
+customer. Daily-view rows are written once per (view, join key, day) by the label processor,
+and ``complete_through`` says up to which day the labels are final.
 
 Every method raises :class:`~stream_infer.errors.StoreUnavailableError`, and only that, when the
 store cannot be reached, answers too late, or is busy or locked; the store never retries by
@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:  # features.online builds Entry objects: no import cycle at run time
-    from stream_infer.features.online import TerminalRow
+from stream_infer.streamdef.daily_source import DailyRow
 
 
 @dataclass(slots=True)  # not frozen: created once per event on the hot path (see TxInput)
@@ -72,17 +71,34 @@ class CustomerStore(Protocol):
         ...
 
 
-class TerminalStore(Protocol):
-    """Per-(terminal, day) counts and the published daily rows."""
+class DailyRowStore(Protocol):
+    """Published daily-view rows, per view and (join key, UTC day), and the completeness
+    watermark of the label source (the label processor writes, everyone else reads)."""
 
-    def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
-        """Published rows; a key whose row is not published is absent."""
+    def rows(
+        self, view: str, keys: Iterable[tuple[str, int]]
+    ) -> Mapping[tuple[str, int], DailyRow]:
+        """``view``'s published rows; a key whose row is not published is absent."""
         ...
 
-    def publish(self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int) -> None:
-        """Write rows and advance the completeness watermark (never moves backwards)."""
+    def publish(
+        self, rows: Mapping[str, Mapping[tuple[str, int], DailyRow]], complete_through: int
+    ) -> None:
+        """Write rows (per view name) and advance the completeness watermark (never moves
+        backwards); the watermark moves after the rows."""
         ...
 
     def complete_through(self) -> int | None:
         """The last UTC day whose labels are all in."""
         ...
+
+
+def encode_row(row: DailyRow) -> str:
+    """A row's stored text: ``repr`` of each float, comma separated (exact, NaN included)."""
+    return ",".join(map(repr, row))
+
+
+def decode_row(text: str | bytes) -> DailyRow:
+    """A row from its stored text."""
+    raw = text.decode() if isinstance(text, bytes) else text
+    return tuple(float(v) for v in raw.split(",")) if raw else ()

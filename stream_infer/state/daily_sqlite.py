@@ -18,13 +18,13 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from stream_infer.errors import StoreUnavailableError
-from stream_infer.features.online import TerminalRow
+from stream_infer.state.base import decode_row, encode_row
+from stream_infer.streamdef.daily_source import DailyRow
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS terminal_rows (
-    day INTEGER NOT NULL, terminal_id TEXT NOT NULL,
-    nb1 REAL, risk1 REAL, nb7 REAL, risk7 REAL, nb30 REAL, risk30 REAL,
-    PRIMARY KEY (day, terminal_id)
+CREATE TABLE IF NOT EXISTS daily_rows (
+    view TEXT NOT NULL, day INTEGER NOT NULL, entity TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (view, day, entity)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
@@ -32,7 +32,8 @@ _CHUNK = 500  # stay under SQLite's bound-variable limit
 
 
 class SqliteDailyRows:
-    """:class:`~stream_infer.state.base.TerminalStore` on a SQLite file.
+    """:class:`~stream_infer.state.base.DailyRowStore` on a SQLite file: one table of rows
+    (view, day, join key -> the row's floats as text, exact; any width).
 
     Raises:
         StoreUnavailableError: (opening) the file cannot be opened or set up.
@@ -90,30 +91,38 @@ class SqliteDailyRows:
                         db.execute("ROLLBACK")
                 raise
 
-    def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
+    def rows(
+        self, view: str, keys: Iterable[tuple[str, int]]
+    ) -> Mapping[tuple[str, int], DailyRow]:
         wanted = set(keys)
-        out: dict[tuple[str, int], TerminalRow] = {}
+        out: dict[tuple[str, int], DailyRow] = {}
         by_day: dict[int, list[str]] = {}
-        for terminal, day in wanted:
-            by_day.setdefault(day, []).append(terminal)
-        with self._read("terminal read") as db:
-            for day, terminals in by_day.items():
-                for i in range(0, len(terminals), _CHUNK):
-                    chunk = terminals[i : i + _CHUNK]
+        for key, day in wanted:
+            by_day.setdefault(day, []).append(key)
+        with self._read("daily rows read") as db:
+            for day, entities in by_day.items():
+                for i in range(0, len(entities), _CHUNK):
+                    chunk = entities[i : i + _CHUNK]
                     marks = ",".join("?" * len(chunk))
-                    for terminal, *v in db.execute(
-                        "SELECT terminal_id, nb1, risk1, nb7, risk7, nb30, risk30 FROM "
-                        f"terminal_rows WHERE day = ? AND terminal_id IN ({marks})",
-                        [day, *chunk],
+                    for key, value in db.execute(
+                        "SELECT entity, value FROM daily_rows WHERE view = ? AND day = ? "
+                        f"AND entity IN ({marks})",
+                        [view, day, *chunk],
                     ):
-                        out[(terminal, day)] = (v[0], v[1], v[2], v[3], v[4], v[5])
+                        out[(key, day)] = decode_row(value)
         return out
 
-    def publish(self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int) -> None:
-        with self._transaction("terminal publish") as db:
+    def publish(
+        self, rows: Mapping[str, Mapping[tuple[str, int], DailyRow]], complete_through: int
+    ) -> None:
+        with self._transaction("daily rows publish") as db:
             db.executemany(
-                "INSERT OR REPLACE INTO terminal_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(day, terminal, *row) for (terminal, day), row in rows.items()],
+                "INSERT OR REPLACE INTO daily_rows VALUES (?, ?, ?, ?)",
+                [
+                    (view, day, key, encode_row(row))
+                    for view, per in rows.items()
+                    for (key, day), row in per.items()
+                ],
             )
             db.execute(
                 "INSERT INTO meta VALUES ('complete_through', ?) ON CONFLICT(key) DO UPDATE "

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from stream_infer.config import load_settings
-from stream_infer.labels.aggregator import LabelAggregator
 from stream_infer.labels.app import create_app
-from stream_infer.labels.stores import SqliteLabelCounts
+from stream_infer.labels.stores import SqliteLabelPartials
+
+from .label_fixtures import aggregator
 
 
 @pytest.mark.parametrize(
@@ -23,7 +24,7 @@ def test_the_app_consumes_through_the_configured_hand_off(
         features={"state_dir": str(tmp_path)},
         labels={"lean_handoff": lean},
     )
-    app, stats = create_app(settings, LabelAggregator(SqliteLabelCounts(tmp_path / "l.db"), [], 1))
+    app, stats = create_app(settings, aggregator(SqliteLabelPartials(tmp_path / "l.db"), [], 1))
     assert type(app.transport).__name__ == expected
     consumer = app.transport.Consumer.__name__
     assert consumer == ("LeanHandoffConsumer" if lean else "Consumer")

@@ -1,8 +1,13 @@
-"""The label processor's msgspec decoder and the pydantic schema of record agree."""
+"""The label processor decodes with the generated decoder of the repository's label source,
+plus the wall-clock rule: a label past the batch's future limit is a dead letter with
+:mod:`stream_infer.event_time`'s reason. Held to the decoder's slow reference, one record at a
+time (``decode_one``) and the rule applied by hand."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,81 +15,59 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_infer.errors import DeadLetterError
-from stream_infer.events import decode_label
+from stream_infer.event_time import FutureLimit
 from stream_infer.features.definitions import SECONDS_PER_DAY
-from stream_infer.labels.decode import CountedLabel, decode_counted
+from stream_infer.labels.decode import DecodedLabel, LabelDecoder
+from stream_infer.streamdef.decoders import build_decoder
+from stream_infer.streamdef.feast_reader import load_definitions
+from stream_infer.streamdef.spec import StreamDefinitions
 
-ids = st.one_of(
-    st.text(min_size=0, max_size=130),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.booleans(),
-    st.none(),
-)
-datetimes = st.one_of(
-    st.datetimes().map(lambda d: d.isoformat()),
-    st.datetimes().map(lambda d: d.isoformat() + "Z"),
-    st.datetimes().map(lambda d: d.isoformat() + "+05:30"),
-    st.datetimes().map(lambda d: d.strftime("%Y-%m-%d %H:%M:%S")),
-    st.sampled_from(
-        ["2026-04-01", "1700000000", "soon", "2026-04-01T25:00:00", "", "2018-04-01t00:00:29z"]
-    ),
-    st.integers(min_value=-(2**33), max_value=2**35),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.none(),
-)
-frauds = st.one_of(
-    st.integers(min_value=-2, max_value=3),
-    st.sampled_from([0.0, 1.0, 0.5, True, False, "1", "0", None, 2**70]),
-)
+REPO = Path(__file__).resolve().parents[2] / "examples" / "fraud" / "feature_repo"
+NOW = datetime(2026, 4, 1, 12, tzinfo=UTC).timestamp()
+LIMIT = FutureLimit(NOW, 3600)
 
 
-def _both(raw: bytes) -> tuple[Any, Any]:
-    try:
-        fast: Any = decode_counted(raw)
-    except DeadLetterError as exc:
-        fast = exc
-    try:
-        label = decode_label(raw)
-        slow: Any = CountedLabel(
-            label.terminal_id,
-            int(label.tx_datetime.timestamp()) // SECONDS_PER_DAY,
-            label.tx_fraud,
-        )
-    except DeadLetterError as exc:
-        slow = exc
-    return fast, slow
+@pytest.fixture(scope="module")
+def defs() -> StreamDefinitions:
+    return load_definitions(REPO)
 
 
-def _assert_agree(raw: bytes) -> None:
-    fast, slow = _both(raw)
-    assert isinstance(fast, DeadLetterError) == isinstance(slow, DeadLetterError), (raw, fast)
-    if isinstance(fast, DeadLetterError):
-        assert fast.reason == slow.reason
-    else:
-        assert fast == slow
+def _decoder(defs: StreamDefinitions) -> LabelDecoder:
+    assert defs.label_source is not None
+    return LabelDecoder(defs.label_source, defs.daily_views)
 
 
-@settings(max_examples=500, deadline=None)
-@given(
-    st.fixed_dictionaries(
-        {
-            "transaction_id": ids,
-            "tx_datetime": datetimes,
-            "terminal_id": ids,
-            "tx_fraud": frauds,
-        }
+def _label(when: str, terminal: Any = "12", fraud: Any = 1, tid: Any = "7") -> bytes:
+    body = {"transaction_id": tid, "tx_datetime": when, "terminal_id": terminal, "tx_fraud": fraud}
+    return json.dumps(body).encode()
+
+
+def test_a_typical_label_gives_its_day_key_and_values(defs: StreamDefinitions) -> None:
+    labels, refused = _decoder(defs).decode(
+        [_label("2018-04-01T23:59:59Z"), _label("2018-04-02T00:00:00", terminal=12, fraud=0)]
     )
-)
-def test_fast_decoder_and_schema_of_record_agree(label: dict[str, Any]) -> None:
-    _assert_agree(json.dumps(label).encode())  # json: ids beyond 64 bits stay integers
+    assert refused == []
+    assert labels == [
+        DecodedLabel(0, 17622, {"terminal_counts": ("12", (1.0,))}),
+        DecodedLabel(1, 17623, {"terminal_counts": ("12", (0.0,))}),
+    ]
 
 
-def test_typical_label_takes_the_fast_path_and_big_ids_the_schema() -> None:
-    raw = b'{"transaction_id":"7","tx_datetime":"2018-04-01T23:59:59Z","terminal_id":"12",'
-    assert decode_counted(raw + b'"tx_fraud":1}') == CountedLabel("12", 17622, 1)
-    big = b'{"transaction_id":123456789012345678901234,"tx_datetime":"2018-04-02T00:00:00",'
-    assert decode_counted(big + b'"terminal_id":12,"tx_fraud":0}') == CountedLabel("12", 17623, 0)
+def test_a_label_from_the_future_is_refused_with_the_wall_clock_reason(
+    defs: StreamDefinitions,
+) -> None:
+    at_limit = datetime.fromtimestamp(LIMIT.limit_s, tz=UTC).isoformat()
+    labels, refused = _decoder(defs).decode(
+        [_label("2999-01-01T00:00:00Z"), _label(at_limit)], LIMIT
+    )
+    assert refused == [
+        (
+            0,
+            "event from the future: tx_datetime 2999-01-01T00:00:00Z is 973 years ahead of the "
+            "wall clock (events.max_future_s=3600)",
+        )
+    ]
+    assert [lab.index for lab in labels] == [1]  # at the limit is allowed
 
 
 @pytest.mark.parametrize(
@@ -93,35 +76,45 @@ def test_typical_label_takes_the_fast_path_and_big_ids_the_schema() -> None:
         (b"", "empty"),
         (None, "empty"),
         (b"{", "not valid JSON"),
-        (b'{"transaction_id": 1}', "invalid label"),
-        (
-            b'{"transaction_id":1,"tx_datetime":"1969-12-31T23:59:59Z","terminal_id":1,'
-            b'"tx_fraud":0}',
-            "out of range",
-        ),
+        (b'{"transaction_id": 1}', "field required"),
+        (_label("1969-12-31T23:59:59Z"), "out of range"),
     ],
 )
-def test_reasons_come_from_the_schema(raw: bytes | None, needle: str) -> None:
-    with pytest.raises(DeadLetterError, match=needle):
-        decode_counted(raw)
+def test_reasons_name_the_problem(defs: StreamDefinitions, raw: bytes | None, needle: str) -> None:
+    labels, refused = _decoder(defs).decode([raw])
+    assert labels == [] and len(refused) == 1 and needle in refused[0][1]
 
 
-offsets = st.sampled_from(["", "Z", "+00:00", "-07:00", "+14:00", ".5Z", ".999999+01:00"])
+stamps = st.one_of(
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.datetimes().map(lambda d: d.isoformat()),
+    st.sampled_from(["2026-04-01T13:00:00Z", "2026-04-01T13:00:01Z", "soon", "2999-01-01"]),
+    st.integers(-(2**33), 2**35),
+)
+values = st.one_of(st.integers(-2, 3), st.sampled_from([0.5, True, "1", None]))
+keys = st.one_of(st.text(min_size=0, max_size=5), st.integers(0, 99), st.none())
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.one_of(st.text(min_size=1, max_size=128), st.integers(0, 2**63 - 1)),
-    st.datetimes(),
-    offsets,
-    st.one_of(st.text(min_size=1, max_size=128), st.integers(0, 2**63 - 1)),
-    st.integers(0, 1),
-)
-def test_well_formed_labels_decode_to_the_same_values(
-    tid: str | int, when: Any, offset: str, terminal: str | int, fraud: int
+@given(st.lists(st.tuples(stamps, keys, values), max_size=12))
+def test_a_batch_decides_as_each_record_alone(
+    defs: StreamDefinitions, records: list[tuple[Any, Any, Any]]
 ) -> None:
-    stamp = when.replace(microsecond=0).isoformat() + offset
-    raw = json.dumps(
-        {"transaction_id": tid, "tx_datetime": stamp, "terminal_id": terminal, "tx_fraud": fraud}
-    ).encode()
-    _assert_agree(raw)
+    assert defs.label_source is not None
+    raws = [_label(w, k, v, tid=str(i)) for i, (w, k, v) in enumerate(records)]
+    labels, refused = _decoder(defs).decode(raws, LIMIT)
+    got: dict[int, Any] = {lab.index: lab for lab in labels}
+    got.update({i: reason for i, reason in refused})
+    one = build_decoder(defs.label_source)
+    for i, raw in enumerate(raws):
+        try:
+            event = one.decode_one(raw)
+        except DeadLetterError as exc:
+            assert got[i] == exc.reason
+            continue
+        seconds = event["tx_datetime"]
+        if seconds > LIMIT.limit_s:
+            assert got[i] == LIMIT.reason(seconds, "tx_datetime")
+        else:
+            view = {"terminal_counts": (event["terminal_id"], (float(event["tx_fraud"]),))}
+            assert got[i] == DecodedLabel(i, seconds // SECONDS_PER_DAY, view)

@@ -16,12 +16,13 @@ import pytest
 from stream_infer.dead_letters import DEFAULT_MAX_BYTES, DEFAULT_PREFIX_BYTES
 from stream_infer.errors import DeliveryError
 from stream_infer.features.definitions import SECONDS_PER_DAY
-from stream_infer.labels.aggregator import FINAL_LAG, LabelAggregator, LabelRecord
+from stream_infer.labels.aggregator import LabelAggregator, LabelRecord
 from stream_infer.labels.letters import DeadLetterSender, letters_of
-from stream_infer.labels.stores import SqliteLabelCounts
+from stream_infer.labels.stores import SqliteLabelPartials
 from stream_infer.records import Headers
 
-from .test_label_aggregator import Sink
+from .label_fixtures import FINAL_LAG, Sink
+from .label_fixtures import aggregator as fraud_aggregator
 
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
 D0 = int(DAY0.timestamp()) // SECONDS_PER_DAY
@@ -47,14 +48,15 @@ def days(n: int, first: int = 0) -> list[LabelRecord]:
 
 
 def aggregator(tmp_path: Path, sink: Sink, **kw: Any) -> LabelAggregator:
-    return LabelAggregator(
-        SqliteLabelCounts(tmp_path / "l.db"), [sink], partitions=1, clock=lambda: NOW, **kw
+    return fraud_aggregator(
+        SqliteLabelPartials(tmp_path / "l.db"), [sink], partitions=1, clock=lambda: NOW, **kw
     )
 
 
 def test_a_future_label_is_a_dead_letter_and_moves_no_watermark(tmp_path: Path) -> None:
     with_it, without = Sink(), Sink()
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     a = aggregator(tmp_path / "a", with_it)
     b = aggregator(tmp_path / "b", without)
     batch = days(10)
@@ -77,8 +79,8 @@ def test_the_watermark_never_passes_the_wall_clock(tmp_path: Path) -> None:
     # Labels counted under another clock (an older version, a skewed host) say days past
     # today are complete; a processor on this clock publishes no further than yesterday.
     future = datetime.fromtimestamp(NOW, tz=UTC) + timedelta(days=5)
-    skewed = LabelAggregator(
-        SqliteLabelCounts(tmp_path / "l.db"), [Sink()], 1, clock=lambda: NOW + 10 * 86400
+    skewed = fraud_aggregator(
+        SqliteLabelPartials(tmp_path / "l.db"), [Sink()], 1, clock=lambda: NOW + 10 * 86400
     )
     skewed.count([*days(3), LabelRecord(0, 3, label(3, future))])
     sink = Sink()
@@ -154,7 +156,9 @@ def test_failed_deliveries_are_produced_again_until_acknowledged() -> None:
     sender = DeadLetterSender(producer, "dlq", retry_initial_s=0.001, retry_max_s=0.01)
     letters = _letters(3)
     sender.deliver(letters)
-    assert sorted(v for _t, v, _k in producer.delivered) == sorted(x.value for x in letters)
+    assert sorted(v or b"" for _t, v, _k in producer.delivered) == sorted(
+        x.value or b"" for x in letters
+    )
     assert {t for t, _v, _k in producer.delivered} == {"dlq"}
 
 

@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream_infer.errors import StoreUnavailableError
 from stream_infer.features.definitions import SECONDS_PER_DAY
-from stream_infer.features.online import TerminalRow
 from stream_infer.labels.aggregator import BatchOutcome, LabelRecord
 from stream_infer.labels.metrics import LabelMetrics
+from stream_infer.streamdef.daily_source import DailyRow
 
 
 def samples(m: LabelMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -31,8 +31,10 @@ class Sink:
     def __init__(self) -> None:
         self.calls: list[tuple[int, int]] = []
 
-    def publish(self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int) -> None:
-        self.calls.append((len(rows), complete_through))
+    def publish(
+        self, rows: Mapping[str, Mapping[tuple[str, int], DailyRow]], complete_through: int
+    ) -> None:
+        self.calls.append((sum(len(r) for r in rows.values()), complete_through))
 
 
 def test_batches_are_counted() -> None:
@@ -54,9 +56,9 @@ def test_terminal_store_publishes_move_the_watermark() -> None:
     counted_store = m.counting_rows(store, "terminal_store", watermark=True)
     counted_feast = m.counting_rows(feast, "FeastTerminalSink")
     day = 20_000
-    row: TerminalRow = (1.0, 0.0, 2.0, 0.5, 3.0, 0.25)
-    counted_store.publish({("t1", day + 8): row, ("t2", day + 8): row}, day)
-    counted_feast.publish({("t1", day + 8): row}, day)
+    row: DailyRow = (1.0, 0.0, 2.0, 1.0, 3.0, 1.0)
+    counted_store.publish({"v": {("t1", day + 8): row}, "w": {("t2", day + 8): row}}, day)
+    counted_feast.publish({"v": {("t1", day + 8): row}}, day)
     counted_feast.publish({}, day + 5)  # not the terminal store: no watermark move
     assert store.calls == [(2, day)] and feast.calls == [(1, day), (0, day + 5)]
     before = time.time()

@@ -1,12 +1,17 @@
-"""Held final counts give the rows of ``definitions.terminal_features``; each day loads once."""
+"""Held final partials give the fraud view's rows of today's math (counts and fraud sums,
+risk via the ODFV equal to ``definitions.terminal_features``); each day loads once."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_infer.features.definitions import terminal_features
-from stream_infer.labels.rows import FinalCounts
+from stream_infer.labels.partials import Partial, fold
+from stream_infer.labels.rows import FinalPartials
+
+from .label_fixtures import DEFS, VIEW, counts_row
+
+(TERMINALS,) = DEFS.daily_views
 
 counts = st.dictionaries(
     st.sampled_from(["t0", "t1", "t2", "10", "x"]),
@@ -19,35 +24,49 @@ counts = st.dictionaries(
 )
 
 
+def partial(n: int, frauds: int) -> Partial:
+    p = None
+    for i in range(n):
+        p = fold(p, (1.0 if i < frauds else 0.0,))
+    assert p is not None
+    return p
+
+
 def expected(
     daily: dict[str, dict[int, tuple[int, int]]], days: list[int]
 ) -> dict[tuple[str, int], tuple[float, ...]]:
     return {
-        (t, d): terminal_features(per, d)
+        (t, d): counts_row(per, d)
         for t, per in daily.items()
         for d in days
         if any(x in per for x in range(d - 37, d - 7))
     }
 
 
-def holder(daily: dict[str, dict[int, tuple[int, int]]], days: range) -> FinalCounts:
-    by_day: dict[int, dict[str, tuple[int, int]]] = {}
+def holder(daily: dict[str, dict[int, tuple[int, int]]], days: range) -> FinalPartials:
+    by_day: dict[int, dict[tuple[str, str], dict[int, Partial]]] = {}
     for t, per in daily.items():
-        for d, c in per.items():
-            by_day.setdefault(d, {})[t] = c
-    held = FinalCounts()
+        for d, (n, f) in per.items():
+            # split across two partitions when there are two labels or more: merged on read
+            parts = (
+                {0: partial(n, f)}
+                if n < 2
+                else {0: partial(1, min(f, 1)), 3: partial(n - 1, f - min(f, 1))}
+            )
+            by_day.setdefault(d, {})[(VIEW, t)] = parts
+    held = FinalPartials(DEFS.daily_views)
     held.add(days, by_day)
     return held
 
 
 @settings(max_examples=200, deadline=None)
 @given(counts, st.integers(95, 220), st.integers(1, 20))
-def test_rows_equal_terminal_features(
+def test_rows_equal_todays_terminal_rows(
     daily: dict[str, dict[int, tuple[int, int]]], first: int, n_days: int
 ) -> None:
     days = list(range(first, first + n_days))
     held = holder(daily, range(first - 37, first + n_days))
-    assert held.rows(days) == expected(daily, days)
+    assert held.rows(TERMINALS, days) == expected(daily, days)
 
 
 def test_only_missing_days_are_loaded_and_old_ones_forgotten() -> None:
@@ -58,9 +77,9 @@ def test_only_missing_days_are_loaded_and_old_ones_forgotten() -> None:
     assert held.missing(range(118, 122)) == [118, 119]
     assert len(held) == 11
     # Day 138 reads days 101..130: only day 130 is still needed, and held.
-    assert held.rows([138]) == {("a", 138): terminal_features(daily["a"], 138)}
+    assert held.rows(TERMINALS, [138]) == {("a", 138): counts_row(daily["a"], 138)}
 
 
-def test_no_counts_no_rows() -> None:
-    assert FinalCounts().rows([]) == {}
-    assert holder({}, range(0, 40)).rows([45]) == {}
+def test_no_partials_no_rows() -> None:
+    assert FinalPartials(DEFS.daily_views).rows(TERMINALS, []) == {}
+    assert holder({}, range(0, 40)).rows(TERMINALS, [45]) == {}

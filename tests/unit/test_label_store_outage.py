@@ -14,20 +14,22 @@ from pathlib import Path
 import pytest
 
 from stream_infer.errors import RetryableError, StoreUnavailableError
-from stream_infer.features.definitions import terminal_features
-from stream_infer.features.online import TerminalRow
-from stream_infer.labels.aggregator import FINAL_LAG, LabelAggregator, LabelRecord, PartitionUpdate
+from stream_infer.labels.aggregator import LabelRecord, PartialKey, PartitionUpdate
 from stream_infer.labels.app import StoreRetry
-from stream_infer.labels.stores import SqliteLabelCounts
+from stream_infer.labels.partials import Partial
+from stream_infer.labels.rows import StoredPartials
+from stream_infer.labels.stores import SqliteLabelPartials
+from stream_infer.streamdef.daily_source import DailyRow
 
-from .test_label_aggregator import D0, Sink, label
+from .label_fixtures import FINAL_LAG, Sink, aggregator, counts, counts_row
+from .test_label_aggregator import D0, label
 
 
 class Flaky:
     """The SQLite store whose ``apply`` fails ``fail_applies`` times (after applying: a lost
     reply, if ``lost_reply``)."""
 
-    def __init__(self, store: SqliteLabelCounts, fail_applies: int, lost_reply: bool) -> None:
+    def __init__(self, store: SqliteLabelPartials, fail_applies: int, lost_reply: bool) -> None:
         self.store = store
         self.fail_applies = fail_applies
         self.lost_reply = lost_reply
@@ -46,8 +48,11 @@ class Flaky:
     def partition_days(self) -> dict[int, int]:
         return self.store.partition_days()
 
-    def counts(self, days: Iterable[int]) -> dict[int, dict[str, tuple[int, int]]]:
-        return self.store.counts(days)
+    def partials_of(self, partition: int, keys: Iterable[PartialKey]) -> dict[PartialKey, Partial]:
+        return self.store.partials_of(partition, keys)
+
+    def day_partials(self, days: Iterable[int]) -> StoredPartials:
+        return self.store.day_partials(days)
 
 
 class FlakySink(Sink):
@@ -55,7 +60,9 @@ class FlakySink(Sink):
         super().__init__()
         self.failures = failures
 
-    def publish(self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int) -> None:
+    def publish(
+        self, rows: Mapping[str, Mapping[tuple[str, int], DailyRow]], complete_through: int
+    ) -> None:
         if self.failures:
             self.failures -= 1
             raise StoreUnavailableError("sink down")
@@ -69,15 +76,15 @@ def batch() -> list[LabelRecord]:
 
 @pytest.mark.parametrize("lost_reply", [False, True], ids=["failed-before", "reply-lost"])
 def test_a_repeated_count_reports_the_batch_once(tmp_path: Path, lost_reply: bool) -> None:
-    flaky = Flaky(SqliteLabelCounts(tmp_path / "l.db"), fail_applies=2, lost_reply=lost_reply)
-    agg = LabelAggregator(flaky, [Sink()], partitions=1)
+    flaky = Flaky(SqliteLabelPartials(tmp_path / "l.db"), fail_applies=2, lost_reply=lost_reply)
+    agg = aggregator(flaky, [Sink()], partitions=1)
     for _ in range(2):
         with pytest.raises(StoreUnavailableError):
             agg.count(batch())
     out = agg.count(batch())
     assert (out.counted, out.skipped) == (7, 0)
     assert [rec.offset for rec, _ in out.dead_letters] == [6]  # not lost to "already counted"
-    assert flaky.counts([D0, D0 + 1, D0 + 2, D0 + 3]) == {
+    assert counts(flaky, [D0, D0 + 1, D0 + 2, D0 + 3]) == {
         D0: {"A": (3, 1)},
         D0 + 1: {"A": (3, 2)},
         D0 + 3: {"A": (1, 0)},
@@ -92,15 +99,14 @@ def test_a_repeated_count_reports_the_batch_once(tmp_path: Path, lost_reply: boo
 
 def test_a_failed_publish_is_repeated_without_recounting(tmp_path: Path) -> None:
     sink = FlakySink(failures=1)
-    agg = LabelAggregator(SqliteLabelCounts(tmp_path / "l.db"), [sink], partitions=1)
+    agg = aggregator(SqliteLabelPartials(tmp_path / "l.db"), [sink], partitions=1)
     out = agg.count(batch())
     with pytest.raises(StoreUnavailableError):
         agg.publish_ready(out)
     days = agg.publish_ready(out)
     final = D0 + 2 + FINAL_LAG  # day 3 is the partition's latest: complete through day 2
     assert max(days) == final
-    want = terminal_features({D0: (3, 1), D0 + 1: (3, 2)}, final)
-    assert sink.rows[("A", final)] == pytest.approx(want, abs=1e-12)
+    assert sink.rows[("A", final)] == counts_row({D0: (3, 1), D0 + 1: (3, 2)}, final)
     assert out.counted == 7
 
 

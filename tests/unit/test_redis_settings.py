@@ -16,7 +16,7 @@ from redis.sentinel import SentinelConnectionPool
 from stream_infer.config import RedisSettings, load_settings
 from stream_infer.errors import ConfigError, StoreUnavailableError
 from stream_infer.features.feast_redis import online_store
-from stream_infer.labels.stores import RedisLabelCounts
+from stream_infer.labels.stores import RedisLabelPartials
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.state.redis_client import (
     RedisAccessError,
@@ -171,7 +171,7 @@ def test_stores_raise_access_errors_not_outages() -> None:
     with pytest.raises(RedisAccessError):
         RedisCustomerStore(client).load(["c1"])
     with pytest.raises(RedisAccessError):
-        RedisLabelCounts(client).applied_offsets()
+        RedisLabelPartials(client).applied_offsets()
 
 
 def test_feast_gets_the_same_redis(pem: Path, tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ WRITES: dict[str, Callable[[State], Any]] = {
     "save": lambda db: db.c.save({"c": [B, Entry("t1", A.epoch_seconds, 1, 12.5, dropped=True)]}),
     "prune": lambda db: db.c.prune("c", A.epoch_seconds + 1),
     "record_first_day": lambda db: db.c.record_first_day(1),
-    "publish": lambda db: db.d.publish({("T", 100): ROW}, 95),
+    "publish": lambda db: db.d.publish({"v": {("T", 100): ROW}}, 95),
 }
 
 
@@ -46,7 +46,7 @@ def db(tmp_path: Path) -> Iterator[State]:
     )
     state.c.save({"c": [A]})
     state.c.record_first_day(5)
-    state.d.publish({("T", 99): ROW}, 90)
+    state.d.publish({"v": {("T", 99): ROW}}, 90)
     yield state
     state.d.close()
     state.c.close()
@@ -68,7 +68,7 @@ def snapshot(db: State) -> tuple[Any, ...]:
     return (
         db.c.load(["c"]),
         db.c.first_day(),
-        db.d.rows([("T", 99), ("T", 100)]),
+        db.d.rows("v", [("T", 99), ("T", 100)]),
         db.d.complete_through(),
     )
 
@@ -90,7 +90,7 @@ def test_reads_go_on_while_another_process_writes(db: State, tmp_path: Path) -> 
     with write_locked(tmp_path / "state.db"):  # WAL: readers never wait for the writer
         assert db.c.load(["c"]) == {"c": [A]}
         assert db.c.first_day() == 5
-        assert db.d.rows([("T", 99)]) == {("T", 99): ROW}
+        assert db.d.rows("v", [("T", 99)]) == {("T", 99): ROW}
         assert db.d.complete_through() == 90
 
 

@@ -1,4 +1,5 @@
-"""Terminal rows: exactly the event's day, zeros only when final, bounded waiting."""
+"""Terminal rows (today's computer, read through the generic daily rows of the fraud view):
+exactly the event's day, zeros only when final, bounded waiting."""
 
 from __future__ import annotations
 
@@ -23,24 +24,38 @@ from stream_infer.features.online import (
     TxColumns,
     ask_all,
 )
-from stream_infer.state import terminal_cache
-from stream_infer.state.terminal_cache import CachedTerminalRows
+from stream_infer.state import daily_cache
+from stream_infer.state.terminal_cache import TERMINAL_VIEW, CachedTerminalRows, terminal_row
+from stream_infer.streamdef.daily_source import DailyRow
 
-ROW: TerminalRow = (5.0, 0.2, 9.0, 0.1, 30.0, 0.05)
+#: A published terminal_counts row (counts and fraud sums) and today's row it reads as.
+PUBLISHED: DailyRow = (5.0, 1.0, 10.0, 1.0, 30.0, 1.5)
+ROW: TerminalRow = (5.0, 0.2, 10.0, 0.1, 30.0, 0.05)
 
 
 class Store:
+    """A daily-row store of the fraud view; ``published`` holds today's rows' keys."""
+
     def __init__(self, complete: int | None) -> None:
         self.complete = complete
         self.published: dict[tuple[str, int], TerminalRow] = {}
         self.reads = 0
 
-    def rows(self, keys: Iterable[tuple[str, int]]) -> Mapping[tuple[str, int], TerminalRow]:
+    def rows(
+        self, view: str, keys: Iterable[tuple[str, int]]
+    ) -> Mapping[tuple[str, int], DailyRow]:
+        assert view == TERMINAL_VIEW.name
         self.reads += 1
-        return {k: self.published[k] for k in keys if k in self.published}
+        assert all(v == ROW for v in self.published.values())
+        return {k: PUBLISHED for k in keys if k in self.published}
 
     def complete_through(self) -> int | None:
         return self.complete
+
+
+def test_published_counts_read_as_todays_risks() -> None:
+    assert terminal_row(PUBLISHED) == ROW
+    assert terminal_row((0.0,) * 6) == ZERO_ROW
 
 
 def test_final_day_rows_and_zero_rows() -> None:
@@ -159,7 +174,7 @@ def test_features_and_flags_are_the_same_with_and_without_triage(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The watermark read afresh for every batch: both computers see the same one.
-    monkeypatch.setattr(terminal_cache, "_WATERMARK_TTL_S", 0.0)
+    monkeypatch.setattr(daily_cache, "_WATERMARK_TTL_S", 0.0)
     rng = np.random.default_rng(7)
     store = Store(complete=None)
     fast = FeatureComputer(CachedTerminalRows(store))
