@@ -28,8 +28,8 @@ from stream_infer.model.registry import open_registry
 from stream_infer.model.serving import ModelCache, ServingModels, ServingWatcher
 from stream_infer.model.session import LoadedModel, load_model
 from stream_infer.pipeline import ScoringPipeline
+from stream_infer.state.daily_cache import CachedDailyRows
 from stream_infer.state.factory import open_state
-from stream_infer.state.terminal_cache import CachedTerminalRows
 from stream_infer.streamdef.daily_source import DailyRowSource
 from stream_infer.streamdef.model_inputs import check_model_inputs
 from stream_infer.streamdef.spec import StreamDefinitions
@@ -114,18 +114,15 @@ def build_live_models(
 
 
 def build_daily_rows(
-    settings: Settings, defs: StreamDefinitions, terminals: Any
+    settings: Settings, defs: StreamDefinitions, daily_store: Any
 ) -> DailyRowSource | None:
     """The published daily rows the computer reads (None: no daily view)."""
     if not defs.daily_views:
         return None
-    from stream_infer.features.terminal_rows_source import TerminalRowsSource
-
     f = settings.features
-    cached = CachedTerminalRows(
-        terminals, max_entries=f.terminal_cache_size, wait_ms=f.terminal_wait_ms
+    return CachedDailyRows(
+        daily_store, defs.daily_views, max_entries=f.terminal_cache_size, wait_ms=f.terminal_wait_ms
     )
-    return TerminalRowsSource(cached, defs.daily_views[0])
 
 
 def build_features(settings: Settings, *, read_only: bool = False) -> FeatureComputer:
