@@ -142,34 +142,27 @@ def model_limit(settings: Settings, seconds: float = 1.0) -> dict[str, float]:
 
 def feature_cost(data: pd.DataFrame) -> float:
     """µs per event of the worker's feature step (in-memory state, batches of 512), median of
-    3 passes: the columns are built beforehand, as the worker's decoder builds them."""
-    from stream_infer.features.online import FeatureComputer, TxColumns
+    3 passes: the fraud example's definitions compiled (stream views, daily rows with nothing
+    published, on-demand views, the matrix in the service's order); the event columns are
+    built beforehand, as the worker's decoder builds them."""
+    from stream_infer.features.compiled import FeatureComputer
+    from stream_infer.runtime import load_stream_definitions
+    from stream_infer.streamdef.spec import SEQ_COLUMN
+    from stream_infer.streamdef.training import event_columns
 
-    epochs = np.asarray(data["tx_datetime"].astype("int64") // 1_000_000_000, dtype=np.int64)
-    tids = [str(t) for t in data["transaction_id"]]
-    cids = [str(c) for c in data["customer_id"]]
-    terms = [str(k) for k in data["terminal_id"]]
-    amounts = np.asarray(data["tx_amount"], dtype=np.float64)
-    offsets = np.arange(len(tids), dtype=np.int64)
-    batches = [
-        TxColumns(
-            tids[i : i + 512],
-            cids[i : i + 512],
-            terms[i : i + 512],
-            epochs[i : i + 512],
-            amounts[i : i + 512],
-            np.zeros(len(offsets[i : i + 512]), dtype=np.int64),
-            offsets[i : i + 512],
-        )
-        for i in range(0, len(tids), 512)
-    ]
+    defs = load_stream_definitions(load_settings())
+    cols = event_columns(data, defs.source)
+    cols[SEQ_COLUMN] = np.arange(len(data), dtype=np.int64)
+    n = len(data)
+    batches = [{k: v[i : i + 512] for k, v in cols.items()} for i in range(0, n, 512)]
+    parts = np.zeros(512, dtype=np.int64)
     runs = []
     for _ in range(3):  # each from empty state; the median, like every row here
-        fc = FeatureComputer()
+        fc = FeatureComputer(defs)
         start = time.perf_counter()
-        for cols in batches:
-            fc.compute_columns(cols)
-        runs.append((time.perf_counter() - start) / max(1, len(tids)) * 1e6)
+        for batch in batches:
+            fc.compute(batch, parts[: len(batch[SEQ_COLUMN])])
+        runs.append((time.perf_counter() - start) / max(1, n) * 1e6)
     return statistics.median(runs)
 
 

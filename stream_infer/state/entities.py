@@ -129,20 +129,17 @@ class EntityState:
     def _ensure(self, keys: list[Hashable], partitions: Ints) -> None:
         """Load the batch's entities not in memory (one store round trip)."""
         held = self.kernel
-        missing = [k for k in dict.fromkeys(keys) if k not in held]
-        if not missing:
+        used = self._used  # every entity in memory was used by a batch
+        if all(map(used.__contains__, keys)):  # usual: all held (a loop in C)
             return
-        stored = self._load_entries(missing)
-        want = set(missing)
-        parts: dict[Hashable, int] = {}
-        for key, part in zip(keys, partitions.tolist(), strict=True):
-            if key in want:
-                parts.setdefault(key, part)
+        missing = [k for k in dict.fromkeys(keys) if k not in used]
+        stored = self._load_entries(missing) if self._store is not None else {}
+        parts = dict(zip(reversed(keys), reversed(partitions.tolist()), strict=True))
         for key in missing:
             entries = stored.get(store_key(key))
             if entries:
                 held.load_entity(key, history_of_entries(self.plan, entries))
-            self._part_of[key] = parts.get(key, 0)
+            self._part_of[key] = parts[key]
             self._dirty.pop(key, None)
 
     def _record(

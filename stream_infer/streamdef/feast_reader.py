@@ -58,6 +58,8 @@ DELAY_TAG: Final = "stream_infer.delay_days"
 JOIN_FIELD_TAG: Final = "stream_infer.join_field"
 SOURCE_TAGS: Final = frozenset({EVENT_ID_TAG})
 VIEW_TAGS: Final = frozenset({KIND_TAG, DELAY_TAG, JOIN_FIELD_TAG})
+VECTORIZED_TAG: Final = "stream_infer.vectorized"
+ON_DEMAND_TAGS: Final = frozenset({VECTORIZED_TAG})
 DAILY: Final = "daily"
 STREAM: Final = "stream"
 
@@ -217,7 +219,7 @@ def _check_tags(repo: RepoContents) -> None:
         *(("entity", e, frozenset()) for e in repo.entities),
         *(("view", v, frozenset()) for v in repo.feature_views),
         *(("stream view", v, VIEW_TAGS) for v in repo.stream_feature_views),
-        *(("on-demand view", v, frozenset()) for v in repo.on_demand_feature_views),
+        *(("on-demand view", v, ON_DEMAND_TAGS) for v in repo.on_demand_feature_views),
         *(("feature service", s, frozenset()) for s in repo.feature_services),
     ]
     for what, obj, allowed in objects:
@@ -492,7 +494,16 @@ def _on_demand_view(
     udf = getattr(odfv.feature_transformation, "udf", None)
     if not callable(udf):
         raise DefinitionError(f"{where}: has no python function")
-    return OnDemandView(name=odfv.name, inputs=tuple(inputs), outputs=tuple(outputs), function=udf)
+    vectorized = (odfv.tags or {}).get(VECTORIZED_TAG, "false")
+    if vectorized not in ("true", "false"):
+        raise DefinitionError(f"{where}: tag {VECTORIZED_TAG} is {vectorized!r}, not true or false")
+    return OnDemandView(
+        name=odfv.name,
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        function=udf,
+        vectorized=vectorized == "true",
+    )
 
 
 def _service_inputs(

@@ -1,7 +1,8 @@
 """On-demand views applied to a whole batch: event columns and computed features in, one numpy
 column per declared output out. Each view's function is called once per batch, Feast's python
-mode (a dict of lists in, a dict of lists out); views run in declaration order, so a view may
-read the outputs of the views before it.
+mode (a dict of lists in, a dict of lists out), or numpy arrays in for a view tagged
+``stream_infer.vectorized = "true"``; views run in declaration order, so a view may read the
+outputs of the views before it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ def apply_on_demand(
     known: dict[str, npt.NDArray[Any]] = {**events, **features}
     out: dict[str, npt.NDArray[Any]] = {}
     for view in views:
-        got = view.function({name: known[name].tolist() for name in view.inputs})
+        if view.vectorized:  # declared to take arrays (and lists, as Feast calls it)
+            got = view.function({name: known[name] for name in view.inputs})
+        else:
+            got = view.function({name: known[name].tolist() for name in view.inputs})
         want = [o.name for o in view.outputs]
         if not isinstance(got, Mapping) or sorted(got) != sorted(want):
             names = sorted(got) if isinstance(got, Mapping) else type(got).__name__

@@ -143,12 +143,16 @@ class OnDemandView:
     """A request-time view: ``function`` maps input columns to ``outputs`` columns.
 
     ``inputs`` are event field names and feature names (of views computed before it).
+    ``vectorized`` (the view's tag ``stream_infer.vectorized = "true"``): the stream hands the
+    function numpy arrays instead of lists (Feast, and the reference, still hand it lists), so
+    it must accept both, e.g. by ``numpy.asarray`` of each input.
     """
 
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[FieldSpec, ...]
     function: OnDemandFunction = field(compare=False)
+    vectorized: bool = False
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,9 @@ transaction_request = RequestSource(
 )
 
 
+# Both on-demand views are tagged ``stream_infer.vectorized``: the stream hands them numpy
+# arrays (one call a batch, no Python per event); Feast's python mode hands them lists, which
+# numpy.asarray takes as well, so both compute the same values.
 @on_demand_feature_view(
     name="request_flags",
     sources=[transaction_request],
@@ -195,16 +198,23 @@ transaction_request = RequestSource(
     ],
     mode="python",
     description="The amount; 1.0 on a UTC Saturday or Sunday; 1.0 at UTC hours 0 to 6.",
+    tags={"stream_infer.vectorized": "true"},
 )
 def request_flags(inputs: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
     day = 86_400
-    seconds = [int(s) for s in inputs["tx_datetime"]]
-    return {
-        "tx_amount": [float(a) for a in inputs["tx_amount"]],
+    seconds = np.asarray(inputs["tx_datetime"], dtype=np.int64)
+    out = {
+        "tx_amount": np.asarray(inputs["tx_amount"], dtype=np.float64),
         # 1970-01-01 was a Thursday: (day number + 3) % 7 is 0 on Mondays, 5 and 6 on weekends.
-        "tx_during_weekend": [1.0 if (s // day + 3) % 7 >= 5 else 0.0 for s in seconds],
-        "tx_during_night": [1.0 if (s % day) // 3600 <= 6 else 0.0 for s in seconds],
+        "tx_during_weekend": ((seconds // day + 3) % 7 >= 5).astype(np.float64),
+        "tx_during_night": ((seconds % day) // 3600 <= 6).astype(np.float64),
     }
+    # Lists in (Feast's python mode): lists out, as Feast infers the schema from them.
+    if isinstance(inputs["tx_datetime"], list):
+        return {name: values.tolist() for name, values in out.items()}
+    return out
 
 
 @on_demand_feature_view(
@@ -213,15 +223,20 @@ def request_flags(inputs: dict[str, Any]) -> dict[str, Any]:
     schema=[Field(name=f"terminal_risk_{n}d", dtype=Float64) for n in WINDOWS_DAYS],
     mode="python",
     description="The fraction of a terminal's labelled transactions that were fraud (0 if none).",
+    tags={"stream_infer.vectorized": "true"},
 )
 def terminal_risk(inputs: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
     out: dict[str, Any] = {}
     for n in (1, 7, 30):
-        counts = inputs[f"terminal_nb_tx_{n}d"]
-        frauds = inputs[f"terminal_nb_fraud_{n}d"]
-        out[f"terminal_risk_{n}d"] = [
-            float(f) / float(c) if c else 0.0 for c, f in zip(counts, frauds, strict=True)
-        ]
+        counts = np.asarray(inputs[f"terminal_nb_tx_{n}d"], dtype=np.float64)
+        frauds = np.asarray(inputs[f"terminal_nb_fraud_{n}d"], dtype=np.float64)
+        safe = np.where(counts != 0, counts, 1.0)
+        out[f"terminal_risk_{n}d"] = np.where(counts != 0, frauds / safe, 0.0)
+    # Lists in (Feast's python mode): lists out, as Feast infers the schema from them.
+    if isinstance(inputs["terminal_nb_tx_1d"], list):
+        return {name: values.tolist() for name, values in out.items()}
     return out
 
 
