@@ -288,6 +288,23 @@ def labels(ctx: click.Context, embedded: bool) -> None:
         run(settings)
 
 
+@cli.command("init")
+@click.argument("target", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--example", type=click.Choice(["fraud", "anomaly"]), default="anomaly")
+def init(target: Path, example: str) -> None:
+    """A new project in TARGET: the example's Feast repository, training script, settings and
+    README; prints the commands that take it to scores on the output topic."""
+    from stream_infer.scaffold import init_project
+
+    project = init_project(target, example)
+    click.echo(f"wrote the {example} example to {project.root}:")
+    for path in project.files:
+        click.echo(f"  {path}")
+    click.echo("\nthen run:\n")
+    for command in project.commands:
+        click.echo(f"  {command}")
+
+
 def main() -> None:
     """Entry point: errors we raise on purpose print one line, not a traceback."""
     try:
