@@ -336,7 +336,7 @@ def run(settings: Settings) -> None:
         from stream_infer.state.terminal_cache import TerminalSinkBridge
 
         redis = settings.redis if settings.redis.enabled else None
-        sinks.append(TerminalSinkBridge(FeastTerminalSink(settings.features.repo_dir, redis)))
+        sinks.append(TerminalSinkBridge(FeastTerminalSink(settings.features.feast_repo_dir, redis)))
     metrics = LabelMetrics()
     aggregator = build_aggregator(settings, partitions, defs, sinks, metrics)
     app, _stats = create_app(settings, aggregator, metrics)

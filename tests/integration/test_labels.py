@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from stream_infer.config import Settings
-from stream_infer.features.definitions import SECONDS_PER_DAY, terminal_features
-from stream_infer.labels.aggregator import FINAL_LAG
+from stream_infer.features.definitions import SECONDS_PER_DAY
 from stream_infer.state.daily_sqlite import SqliteDailyRows
+from tests.unit.label_fixtures import FINAL_LAG, VIEW, counts_row
 
 from .conftest import make_test_settings
 from .kafka_io import produce, setup_topics
@@ -52,7 +52,7 @@ def expected_rows(labels: list[dict[str, Any]]) -> dict[tuple[str, int], tuple[f
         daily[lab["terminal_id"]][day] = (n + 1, f + lab["tx_fraud"])
     last = max(d for per in daily.values() for d in per)
     final_day = (last - 1) + FINAL_LAG
-    return {(t, final_day): terminal_features(per, final_day) for t, per in daily.items()}
+    return {(t, final_day): counts_row(per, final_day) for t, per in daily.items()}
 
 
 def start_labels(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -93,7 +93,7 @@ def test_labels_become_final_terminal_rows(
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     want = expected_rows(labels)
-    got = state.rows(want.keys())
+    got = state.rows(VIEW, want.keys())
     assert set(got) == set(want)
     for key, row in want.items():
         assert got[key] == pytest.approx(row, abs=1e-12), key

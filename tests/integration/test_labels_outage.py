@@ -14,9 +14,9 @@ import pytest
 from stream_infer.config import Settings
 from stream_infer.events import DeadLetter
 from stream_infer.features.definitions import SECONDS_PER_DAY
-from stream_infer.labels.aggregator import FINAL_LAG
 from stream_infer.process import ChildProcess
 from stream_infer.state.factory import open_state
+from tests.unit.label_fixtures import FINAL_LAG, VIEW
 
 from .conftest import make_test_settings
 from .kafka_io import produce, read_topic, setup_topics
@@ -55,9 +55,9 @@ def wait_output(child: ChildProcess, needle: str, timeout_s: float = 60.0) -> No
 def check_rows(settings: Settings, labels: list[dict[str, object]], complete: int) -> None:
     first_day = int(START.timestamp()) // SECONDS_PER_DAY
     days = range(first_day, complete + FINAL_LAG + 1)
-    want = all_rows(labels, days)  # definitions.terminal_features from the labels themselves
+    want = all_rows(labels, days)  # the fraud view's rows counted from the labels themselves
     terminals = sorted({str(lab["terminal_id"]) for lab in labels})
-    got = open_state(settings).terminals.rows([(t, d) for t in terminals for d in days])
+    got = open_state(settings).terminals.rows(VIEW, [(t, d) for t in terminals for d in days])
     assert want  # the scenario publishes rows at all
     wrong = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
     assert not wrong, f"{len(wrong)} of {len(want)} rows wrong, e.g. {list(wrong.items())[:3]}"

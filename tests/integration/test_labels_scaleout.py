@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from stream_infer.config import Settings
-from stream_infer.features.definitions import SECONDS_PER_DAY, terminal_features
-from stream_infer.labels.aggregator import FINAL_LAG
+from stream_infer.features.definitions import SECONDS_PER_DAY
 from stream_infer.process import ChildProcess
 from stream_infer.state.factory import open_state
+from tests.unit.label_fixtures import FINAL_LAG, VIEW, counts_row
 
 from .conftest import make_test_settings
 from .kafka_io import produce, setup_topics
@@ -116,15 +116,17 @@ def test_two_processors_in_one_group_publish_what_one_publishes(
         for terminal in sorted({lab["terminal_id"] for lab in labels})
         for day in range(first_day, complete + FINAL_LAG + 1)
     ]
-    got_one = rows_one.rows(keys)
+    got_one = rows_one.rows(VIEW, keys)
     assert got_one  # rows were published at all
-    assert rows_two.rows(keys) == got_one
+    assert rows_two.rows(VIEW, keys) == got_one
     assert rows_one.complete_through() == rows_two.complete_through() == complete
     want = expected_rows(labels)  # the last final day, from definitions.terminal_features
     assert {key: got_one.get(key) for key in want} == want
 
 
-def all_rows(labels: list[dict[str, object]], days: range) -> dict[tuple[str, int], tuple]:
+def all_rows(
+    labels: list[dict[str, object]], days: range
+) -> dict[tuple[str, int], tuple[float, ...]]:
     """Every terminal's row for each of ``days`` that has a label in its window."""
     daily: dict[str, dict[int, tuple[int, int]]] = {}
     for lab in labels:
@@ -132,7 +134,7 @@ def all_rows(labels: list[dict[str, object]], days: range) -> dict[tuple[str, in
         n, f = daily.setdefault(str(lab["terminal_id"]), {}).get(day, (0, 0))
         daily[str(lab["terminal_id"])][day] = (n + 1, f + int(str(lab["tx_fraud"])))
     return {
-        (t, d): terminal_features(per, d)
+        (t, d): counts_row(per, d)
         for t, per in daily.items()
         for d in days
         if any(d - 37 <= x < d - 7 for x in per)
@@ -166,7 +168,7 @@ def test_a_processor_killed_mid_stream_leaves_no_count_wrong(
     days = range(first_day, complete + FINAL_LAG + 1)
     want = all_rows(labels, days)
     terminals = sorted({str(lab["terminal_id"]) for lab in labels})
-    got = open_state(settings).terminals.rows([(t, d) for t in terminals for d in days])
+    got = open_state(settings).terminals.rows(VIEW, [(t, d) for t in terminals for d in days])
     assert want  # the scenario publishes rows at all
     wrong = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
     assert not wrong, f"{len(wrong)} of {len(want)} rows wrong, e.g. {list(wrong.items())[:3]}"

@@ -23,12 +23,15 @@ from stream_infer.config import RedisSettings, Settings, load_settings
 from stream_infer.errors import StoreUnavailableError
 from stream_infer.features.definitions import CUSTOMER_FEATURES, SECONDS_PER_DAY
 from stream_infer.features.offline import compute_features
-from stream_infer.labels.app import open_counts
-from stream_infer.labels.stores import RedisLabelCounts
+from stream_infer.labels.app import open_partials
+from stream_infer.labels.partials import aggregates, merge
+from stream_infer.labels.stores import RedisLabelPartials
 from stream_infer.state.base import Entry
 from stream_infer.state.factory import open_state
 from stream_infer.state.redis_client import RedisAccessError, open_redis
 from stream_infer.state.redis_store import RedisCustomerStore
+from tests.unit.label_fixtures import DEFS as FRAUD
+from tests.unit.label_fixtures import VIEW
 
 from .conftest import make_test_settings
 from .kafka_io import make_transactions, produce, read_topic, setup_topics
@@ -143,7 +146,7 @@ def test_label_processor_counts_on_the_cluster(
     last_day = (int(START.timestamp()) // SECONDS_PER_DAY) + 11
     try:
         _poll(lambda: (stores.terminals.complete_through() or -1) >= last_day - 1, proc)
-        counts = open_counts(settings)
+        counts = open_partials(settings)
         _poll(lambda: sum(o + 1 for o in counts.applied_offsets().values()) >= len(labels), proc)
     finally:
         assert proc.terminate() == 0, proc.output()[-3000:]
@@ -152,10 +155,16 @@ def test_label_processor_counts_on_the_cluster(
         day = int(pd.Timestamp(lab["tx_datetime"]).timestamp()) // SECONDS_PER_DAY
         n, f = want.setdefault(day, {}).get(lab["terminal_id"], (0, 0))
         want[day][lab["terminal_id"]] = (n + 1, f + lab["tx_fraud"])
-    assert isinstance(counts, RedisLabelCounts)
-    assert counts.counts(want) == want
+    assert isinstance(counts, RedisLabelPartials)
+    (view,) = FRAUD.daily_views
+    stored: dict[int, dict[str, tuple[int, int]]] = {}
+    for day, per in counts.day_partials(want).items():
+        for (_view, terminal), parts in per.items():
+            agg = aggregates(view, merge(parts[p] for p in sorted(parts)))["tx_fraud"]
+            stored.setdefault(day, {})[terminal] = (agg.count, int(agg.sum))
+    assert stored == want
     rows = expected_rows(labels)
-    got = stores.terminals.rows(rows.keys())
+    got = stores.terminals.rows(VIEW, rows.keys())
     assert set(got) == set(rows)
     for key, row in rows.items():
         assert got[key] == pytest.approx(row, abs=1e-12), key
@@ -259,11 +268,11 @@ def test_stores_reach_the_master_through_a_sentinel(redis_prefix: str) -> None:
         entry = Entry("t1", 1_700_000_000, 1, 2.5)
         stores.customers.save({"c1": [entry]})
         assert stores.customers.load(["c1"]) == {"c1": [entry]}
-        stores.terminals.publish({("T1", 20000): (1.0, 0.0, 1.0, 0.0, 1.0, 0.0)}, 19999)
+        stores.terminals.publish({VIEW: {("T1", 20000): (1.0, 0.0, 1.0, 0.0, 1.0, 0.0)}}, 19999)
         # Written to the master the sentinel named, not somewhere else.
         direct = redis.Redis(port=master.port)
         assert direct.hgetall(f"{redis_prefix}:c:c1") == {b"t1": entry.pack()}
-        assert direct.get(f"{redis_prefix}:t:complete") == b"19999"
+        assert direct.get(f"{redis_prefix}:d:complete") == b"19999"
         direct.close()
 
 
@@ -301,7 +310,7 @@ def test_a_password_rotated_under_a_running_process_stops_it(
             if command == "worker":
                 read_topic(settings, settings.topics.scores, lambda r: len(r) >= 10)
             else:
-                counts = open_counts(settings)
+                counts = open_partials(settings)
                 _poll(lambda: sum(o + 1 for o in counts.applied_offsets().values()) >= 10, proc)
             admin = open_redis(
                 secure_settings(

@@ -17,7 +17,7 @@ from stream_infer.errors import StoreUnavailableError
 from stream_infer.features.definitions import CustomerHistory
 from stream_infer.features.online import FeatureComputer, TxInput
 from stream_infer.state.base import Entry
-from stream_infer.state.daily_redis import RedisTerminalStore
+from stream_infer.state.daily_redis import RedisDailyRows
 from stream_infer.state.redis_store import RedisCustomerStore, connect
 
 from .redis_server import RedisServer
@@ -31,9 +31,7 @@ B = Entry("t2", 1_700_000_100, 2, 3.0)
 ROW = (1.0, 0.0, 2.0, 0.5, 3.0, 0.25)
 
 
-def calls(
-    customers: RedisCustomerStore, terminals: RedisTerminalStore
-) -> dict[str, Callable[[], Any]]:
+def calls(customers: RedisCustomerStore, terminals: RedisDailyRows) -> dict[str, Callable[[], Any]]:
     """Every method of both stores, with arguments."""
     return {
         "load": lambda: customers.load(["c1"]),
@@ -41,15 +39,15 @@ def calls(
         "prune": lambda: customers.prune("c1", 0),
         "first_day": customers.first_day,
         "record_first_day": lambda: customers.record_first_day(19_000),
-        "rows": lambda: terminals.rows([("T", 100)]),
-        "publish": lambda: terminals.publish({("T", 100): ROW}, 92),
+        "rows": lambda: terminals.rows("v", [("T", 100)]),
+        "publish": lambda: terminals.publish({"v": {("T", 100): ROW}}, 92),
         "complete_through": terminals.complete_through,
     }
 
 
-def stores(url: str) -> tuple[Any, RedisCustomerStore, RedisTerminalStore]:
+def stores(url: str) -> tuple[Any, RedisCustomerStore, RedisDailyRows]:
     client = connect(url, socket_timeout_s=TIMEOUT_S, connect_timeout_s=TIMEOUT_S)
-    return client, RedisCustomerStore(client, "si"), RedisTerminalStore(client, "si")
+    return client, RedisCustomerStore(client, "si"), RedisDailyRows(client, "si")
 
 
 def closed_port() -> int:
@@ -74,7 +72,7 @@ def test_a_paused_redis_fails_each_call_within_a_bound_then_recovers(
     client, customers, terminals = stores(own_redis.url)
     customers.save({"c1": [A]})
     customers.record_first_day(19_100)
-    terminals.publish({("T", 99): ROW}, 90)
+    terminals.publish({"v": {("T", 99): ROW}}, 90)
     table = calls(customers, terminals)
     with own_redis.outage():
         for name, call in table.items():
@@ -88,7 +86,7 @@ def test_a_paused_redis_fails_each_call_within_a_bound_then_recovers(
         call()
     assert customers.load(["c1"]) == {"c1": [B]}
     assert customers.first_day() == 19_000
-    assert terminals.rows([("T", 99), ("T", 100)]) == {("T", 99): ROW, ("T", 100): ROW}
+    assert terminals.rows("v", [("T", 99), ("T", 100)]) == {("T", 99): ROW, ("T", 100): ROW}
     assert terminals.complete_through() == 92
     client.close()
 

@@ -12,9 +12,9 @@ from pydantic import SecretStr
 from stream_infer.config import RedisSettings
 from stream_infer.features.definitions import CUSTOMER_HORIZON_S, SECONDS_PER_DAY, CustomerHistory
 from stream_infer.features.online import FeatureComputer, TxInput
-from stream_infer.labels.stores import RedisLabelCounts, SqliteLabelCounts
+from stream_infer.labels.stores import RedisLabelPartials, SqliteLabelPartials
 from stream_infer.state.base import Entry
-from stream_infer.state.daily_redis import RedisTerminalStore
+from stream_infer.state.daily_redis import RedisDailyRows
 from stream_infer.state.daily_sqlite import SqliteDailyRows
 from stream_infer.state.redis_client import open_redis
 from stream_infer.state.redis_store import CUSTOMER_TTL_S, RedisCustomerStore
@@ -39,14 +39,14 @@ def stores(
         cluster = settings.mode == "cluster"
         yield (
             RedisCustomerStore(client, redis_prefix),
-            RedisTerminalStore(client, redis_prefix),
-            RedisLabelCounts(client, redis_prefix, cluster=cluster),
+            RedisDailyRows(client, redis_prefix),
+            RedisLabelPartials(client, redis_prefix, cluster=cluster),
         )
         client.close()
     else:
         db = SqliteState(tmp_path / "state.db")
         daily = SqliteDailyRows(tmp_path / "state.db")
-        yield db, daily, SqliteLabelCounts(tmp_path / "labels.db")
+        yield db, daily, SqliteLabelPartials(tmp_path / "labels.db")
         daily.close()
         db.close()
 
@@ -68,10 +68,13 @@ def test_terminal_rows_and_watermark(stores: tuple[Any, Any, Any]) -> None:
     _, terminals, _ = stores
     assert terminals.complete_through() is None
     row = (3.0, 1 / 3, 10.0, 0.1, 40.0, 0.025)
-    terminals.publish({("T1", 100): row}, complete_through=92)
+    wide = (1.5, float("nan"), -0.0, 1e-300, 7.0, 2.0, 3.0, 5e-324)  # any width, exact
+    terminals.publish({"v": {("T1", 100): row}, "w": {("T1", 100): wide}}, complete_through=92)
     terminals.publish({}, complete_through=90)  # a late processor never moves it back
     assert terminals.complete_through() == 92
-    assert terminals.rows([("T1", 100), ("T2", 100)]) == {("T1", 100): row}
+    assert terminals.rows("v", [("T1", 100), ("T2", 100)]) == {("T1", 100): row}
+    (got,) = terminals.rows("w", [("T1", 100)]).values()
+    assert repr(got) == repr(wide)
 
 
 def test_dropped_entries_are_deleted_with_the_save(stores: tuple[Any, Any, Any]) -> None:
