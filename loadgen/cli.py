@@ -222,18 +222,39 @@ def _replay_options(settings: Settings, kw: dict[str, Any], count: int | None) -
     show_default=True,
     help="where to write the sent transaction ids (.npy) for `loadgen measure --sent-ids`",
 )
+@click.option(
+    "--repo",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="replay --dataset as this Feast repository's events (its source's fields, key, time "
+    "and topic; no labels) instead of the handbook's transactions",
+)
 @click.pass_context
-def replay(ctx: click.Context, /, count: int | None, sent_ids: Path, **kw: Any) -> None:
-    """Publish a dataset's transactions and delayed labels on an open-loop schedule."""
+def replay(
+    ctx: click.Context, /, count: int | None, sent_ids: Path, repo: Path | None, **kw: Any
+) -> None:
+    """Publish a dataset's transactions and delayed labels on an open-loop schedule (with
+    ``--repo``: any parquet of that repository's events)."""
     import orjson
 
+    from loadgen.replay import Replayable
     from loadgen.replay import replay as send
 
     settings = _settings(ctx)
+    data: Replayable | None = None
+    if repo is not None:
+        from loadgen.source_events import load_source_events
+
+        if kw["dataset"] is None:
+            raise click.UsageError("--repo replays a --dataset of its events: give one")
+        events = load_source_events(repo, kw["dataset"])
+        topic = kw["transactions_topic"] or events.source.topic
+        kw = {**kw, "transactions_topic": topic, "labels": "none"}
+        data = events
     options = _replay_options(settings, kw, count)  # a usage error before any I/O
     config = _client_config(settings, kw["bootstrap"])
     result = send(
-        _dataset(kw["dataset"], kw["seed"], kw["progress"]),
+        data or _dataset(kw["dataset"], kw["seed"], kw["progress"]),
         options,
         config,
         progress=kw["progress"],

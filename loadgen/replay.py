@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +24,7 @@ import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from loadgen.pacing import Scheduler, Unpaced, choose_pacing
-from loadgen.stream import NS_PER_S, Dataset, LabelMode, encode_messages, merge_order
+from loadgen.stream import NS_PER_S, LabelMode, MergedOrder, Message, merge_order
 from stream_infer.events import INTENDED_SEND_HEADER
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,40 @@ DEFAULT_LABEL_DELAY_S: Final = 7 * 86_400
 #: Delivery errors kept verbatim in the result; the rest are only counted.
 _ERROR_SAMPLES: Final = 10
 _PROGRESS_EVERY_S: Final = 0.25
+
+
+class Replayable(Protocol):
+    """Events to replay, in replay order: the handbook's :class:`~loadgen.stream.Dataset` or
+    any repository's (:class:`~loadgen.source_events.SourceEvents`)."""
+
+    @property
+    def time_ns(self) -> npt.NDArray[np.int64]:
+        """Event times (epoch ns), non-decreasing."""
+        ...
+
+    @property
+    def ids(self) -> npt.NDArray[Any]:
+        """Event ids in replay order (what ``sent_ids`` lists)."""
+        ...
+
+    @property
+    def id_field(self) -> str:
+        """The event id's field in a produced value (a failed delivery is named by it)."""
+        ...
+
+    def id_of(self, raw: Any) -> Any:
+        """An id as a produced value holds it, as :attr:`ids` holds it."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def head(self, n: int) -> Replayable:
+        """The first ``n`` events."""
+        ...
+
+    def messages(self, order: MergedOrder, shift_ns: int) -> Iterator[Message]:
+        """The merged stream's messages, timestamps in the payload shifted by ``shift_ns``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -78,8 +112,8 @@ class ReplayResult:
     labels_sent: int = 0
     delivery_errors: int = 0
     error_samples: list[str] = field(default_factory=list)
-    failed_ids: list[int] = field(default_factory=list)
-    sent_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    failed_ids: list[Any] = field(default_factory=list)
+    sent_ids: npt.NDArray[Any] = field(default_factory=lambda: np.zeros(0, np.int64))
     elapsed_s: float = 0.0
     target_rate: float | None = None
     max_behind_s: float = 0.0
@@ -109,11 +143,18 @@ class ReplayResult:
 class _Deliveries:
     """Delivery-report bookkeeping; the callback records and never raises."""
 
-    def __init__(self, transactions_topic: str) -> None:
+    def __init__(
+        self,
+        transactions_topic: str,
+        id_field: str = "transaction_id",
+        id_of: Callable[[Any], Any] = int,
+    ) -> None:
         self._topic = transactions_topic
+        self._id_field = id_field
+        self._id_of = id_of
         self.errors = 0
         self.samples: list[str] = []
-        self.failed_ids: list[int] = []
+        self.failed_ids: list[Any] = []
 
     def __call__(self, err: Any, msg: Any) -> None:
         if err is None:
@@ -123,7 +164,7 @@ class _Deliveries:
             self.samples.append(str(err))
         try:  # a failed transaction must not count as sent
             if msg.topic() == self._topic:
-                self.failed_ids.append(int(orjson.loads(msg.value())["transaction_id"]))
+                self.failed_ids.append(self._id_of(orjson.loads(msg.value())[self._id_field]))
         except Exception:  # the callback must never raise into librdkafka's poll
             log.debug("could not read the id of a failed delivery", exc_info=True)
 
@@ -154,7 +195,7 @@ def _progress(enabled: bool) -> Progress:
 
 
 def replay(
-    data: Dataset,
+    data: Replayable,
     options: ReplayOptions,
     producer_config: Mapping[str, Any],
     *,
@@ -182,7 +223,7 @@ def replay(
     # Connected, with the topic's leaders known, before the schedule starts: otherwise the
     # first second's messages wait in the client for metadata and are charged as latency.
     producer.list_topics(options.transactions_topic, timeout=_CONNECT_TIMEOUT_S)
-    deliveries = _Deliveries(options.transactions_topic)
+    deliveries = _Deliveries(options.transactions_topic, data.id_field, data.id_of)
     origin_ns = int(data.time_ns[0]) if len(data) else 0
     pacing = choose_pacing(options.rate, options.time_scale, origin_ns)
     scheduler = Scheduler(pacing, clock=clock, sleep=partial(_wait, producer))
@@ -204,7 +245,7 @@ def replay(
         next_update = clock() + _PROGRESS_EVERY_S
         last_sent, last_t = 0, clock()
         try:
-            for msg in encode_messages(data, order, shift_ns):
+            for msg in data.messages(order, shift_ns):
                 offset = scheduler.due_offset_s(msg.slot, msg.event_time_ns)
                 if options.duration_s is not None and (
                     offset >= options.duration_s or scheduler.elapsed_s() >= options.duration_s
@@ -246,9 +287,9 @@ def replay(
     result.delivery_errors = deliveries.errors
     result.error_samples = deliveries.samples[: _ERROR_SAMPLES + 1]
     result.failed_ids = deliveries.failed_ids
-    sent = data.transaction_id[: result.transactions_sent]  # rows go out in row order
+    sent = data.ids[: result.transactions_sent]  # rows go out in row order
     if deliveries.failed_ids:
-        sent = sent[~np.isin(sent, np.asarray(deliveries.failed_ids, dtype=np.int64))]
+        sent = sent[~np.isin(sent, np.asarray(deliveries.failed_ids, dtype=sent.dtype))]
     result.sent_ids = sent
     return result
 

@@ -85,6 +85,24 @@ class Dataset:
             fraud=fraud[order],
         )
 
+    @property
+    def ids(self) -> Ints:
+        """Transaction ids in replay order."""
+        return self.transaction_id
+
+    @property
+    def id_field(self) -> str:
+        """The id's field in a produced value."""
+        return "transaction_id"
+
+    def id_of(self, raw: Any) -> int:
+        """A produced value's id (a decimal string) as an int."""
+        return int(raw)
+
+    def messages(self, order: MergedOrder, shift_ns: int) -> Iterator[Message]:
+        """The merged stream's messages (:func:`encode_messages`)."""
+        return encode_messages(self, order, shift_ns)
+
     def head(self, n: int) -> Dataset:
         """The first ``n`` transactions in replay order."""
         return Dataset(
