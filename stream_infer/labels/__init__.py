@@ -1,3 +1,3 @@
-"""The label processor: delayed fraud labels -> per-(terminal, day) counts -> daily rows."""
+"""The label processor: delayed labels -> per-(daily view, day, join key) partials -> daily rows."""
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ faust's per-event cost is asyncio bookkeeping (DESIGN.md), so:
   message (:mod:`stream_infer.labels.transport`): 1.5x the labels/s of faust's own hand-off
   in ``bench/labels.py`` (2.2x for an agent that does nothing);
 - to go further, run more processes in one group: they split the partitions and share the
-  count store, which applies each batch by compare-and-set on the partition's offset.
+  partial store, which applies each batch by compare-and-set on the partition's offset.
 
-A store outage (the count store or the terminal-row sink) stops progress, never the process:
+A store outage (the partial store or the daily-row sink) stops progress, never the process:
 the worker thread retries the batch with bounded exponential backoff (:class:`StoreRetry`)
 until the store answers, while faust keeps heartbeating and fetching into its bounded buffers.
 The agent takes batches with ``noack_take`` and acks a batch only once it is applied and its

@@ -64,7 +64,7 @@ class LabelMetrics:
         )
         self.store_down = Gauge(
             "stream_infer_labels_store_down",
-            "1 while the count store or a row sink is failing and batches are being retried",
+            "1 while the partial store or a row sink is failing and batches are being retried",
             registry=r,
         )
         self.watermark = Gauge(

@@ -12,7 +12,7 @@ The hand-off here awaits the callback directly while the flow runs, and keeps fa
 ``wait_first`` only while the flow is suspended. What that gives up: a hand-off already
 blocked on a full buffer when a rebalance starts completes instead of being abandoned, so the
 agent may see a message of a partition just revoked. The label aggregator is safe against that
-by construction: counts are applied by compare-and-set on each partition's applied offset
+by construction: partials are applied by compare-and-set on each partition's applied offset
 (:mod:`stream_infer.labels.stores`), so a message the new owner has counted is refused.
 
 The loop mirrors faust-streaming 0.15's ``Consumer._drain_messages`` otherwise (offset gaps,

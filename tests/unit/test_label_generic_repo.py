@@ -105,6 +105,63 @@ labels_st = st.lists(
 )
 
 
+def _records(
+    labels: list[tuple[str, int, float]], rng: random.Random
+) -> tuple[dict[str, list[Any]], dict[int, list[LabelRecord]]]:
+    """The labels as columns (for the reference) and as records of two partitions, each in
+    event-time order; a shop's labels spread over both (as after a repartition), so days
+    merge partitions."""
+    labels = sorted(labels, key=lambda x: x[1])
+    cols: dict[str, list[Any]] = {"event_id": [], "ts": [], "shop_id": [], "rating": []}
+    per_partition: dict[int, list[LabelRecord]] = {0: [], 1: []}
+    ending = [(f"end{p}", 11 * DAY, shop, 0.0, p) for p, shop in ((0, "s0"), (1, "s1"))]
+    # The last label of each partition a day after everything: the whole span is complete.
+    for eid, t, shop, rating, p in [
+        *((f"e{i}", t, s, r, rng.randint(0, 1)) for i, (s, t, r) in enumerate(labels)),
+        *ending,
+    ]:
+        for name, value in zip(cols, (eid, T0 + t, shop, rating), strict=True):
+            cols[name].append(value)
+        raw = json.dumps({"event_id": eid, "ts": T0 + t, "shop_id": shop, "rating": rating})
+        per_partition[p].append(LabelRecord(p, len(per_partition[p]), raw.encode()))
+    return cols, per_partition
+
+
+def _run(
+    defs: StreamDefinitions,
+    per_partition: dict[int, list[LabelRecord]],
+    rng: random.Random,
+    folder: Path,
+) -> SqliteDailyRows:
+    """Every record through one aggregator in random batches (some re-delivered)."""
+    rows_store = SqliteDailyRows(folder / "state.db")
+    agg = LabelAggregator(
+        SqliteLabelPartials(folder / "labels.db"),
+        [rows_store],
+        partitions=2,
+        defs=defs,
+        max_step_days=10_000,
+    )
+    queues = {p: list(recs) for p, recs in per_partition.items()}
+    while any(queues.values()):
+        p = rng.choice([q for q in queues if queues[q]])
+        n = rng.randint(1, 7)
+        batch, queues[p] = queues[p][:n], queues[p][n:]
+        agg.process(batch)
+        if rng.random() < 0.2:
+            assert agg.process(batch).counted == 0  # re-delivered: skipped
+    assert rows_store.complete_through() == T0 // DAY + 10
+    return rows_store
+
+
+#: Every event day 0..12 of every shop (and one with no label): all final once day 10 is.
+EVENTS: dict[str, list[Any]] = {
+    "shop_id": [s for s in (*SHOPS, "never") for _d in range(13)],
+    "ts": [T0 + d * DAY + 5 for _s in (*SHOPS, "never") for d in range(13)],
+}
+KEYS = [(s, t // DAY) for s, t in zip(EVENTS["shop_id"], EVENTS["ts"], strict=True)]
+
+
 @settings(max_examples=30, deadline=None)
 @given(labels=labels_st, seed=st.integers(0, 2**32 - 1))
 def test_published_rows_equal_the_reference(
@@ -112,55 +169,33 @@ def test_published_rows_equal_the_reference(
 ) -> None:
     (view,) = defs.daily_views
     rng = random.Random(seed)
-    labels = sorted(labels, key=lambda x: x[1])  # each partition in event-time order
-    cols: dict[str, list[Any]] = {"event_id": [], "ts": [], "shop_id": [], "rating": []}
-    per_partition: dict[int, list[LabelRecord]] = {0: [], 1: []}
-    for i, (shop, t, rating) in enumerate(labels):
-        for name, value in zip(cols, (f"e{i}", T0 + t, shop, rating), strict=True):
-            cols[name].append(value)
-        p = SHOPS.index(shop) % 2  # keyed by shop, as the topic is
-        raw = json.dumps({"event_id": f"e{i}", "ts": T0 + t, "shop_id": shop, "rating": rating})
-        per_partition[p].append(LabelRecord(p, len(per_partition[p]), raw.encode()))
-    # A last label per partition, a day after everything, so the whole span is complete.
-    for p, shop in ((0, "s0"), (1, "s1")):
-        raw = json.dumps({"event_id": f"end{p}", "ts": T0 + 11 * DAY, "shop_id": shop, "rating": 0})
-        per_partition[p].append(LabelRecord(p, len(per_partition[p]), raw.encode()))
-        for name, value in zip(cols, (f"end{p}", T0 + 11 * DAY, shop, 0.0), strict=True):
-            cols[name].append(value)
+    cols, per_partition = _records(labels, rng)
     with tempfile.TemporaryDirectory() as folder:
-        rows_store = SqliteDailyRows(Path(folder) / "state.db")
-        agg = LabelAggregator(
-            SqliteLabelPartials(Path(folder) / "labels.db"),
-            [rows_store],
-            partitions=2,
-            defs=defs,
-            max_step_days=10_000,
-        )
-        queues = {p: list(recs) for p, recs in per_partition.items()}
-        while any(queues.values()):
-            p = rng.choice([q for q in queues if queues[q]])
-            n = rng.randint(1, 7)
-            batch, queues[p] = queues[p][:n], queues[p][n:]
-            agg.process(batch)
-            if rng.random() < 0.2:
-                assert agg.process(batch).counted == 0  # re-delivered: skipped
-        complete = T0 // DAY + 10
-        assert rows_store.complete_through() == complete
-        # Every event day whose row is final: D - delay - 1 <= complete.
-        events: dict[str, list[Any]] = {
-            "shop_id": [s for s in (*SHOPS, "never") for _d in range(13)],
-            "ts": [T0 + d * DAY + 5 for _s in (*SHOPS, "never") for d in range(13)],
-        }
-        want = daily_features(defs, events, cols)
-        reader = CachedDailyRows(rows_store, defs.daily_views)
-        keys = [(s, t // DAY) for s, t in zip(events["shop_id"], events["ts"], strict=True)]
-        got = reader.rows(view.name, keys)
-        assert set(got) == set(keys)  # all final
-        for i, key in enumerate(keys):
-            for j, agg_spec in enumerate(view.aggregations):
-                a, b = got[key][j], want[agg_spec.feature][i]
-                if agg_spec.function in ("count", "min", "max"):
-                    assert np.array_equal(a, b, equal_nan=True), (key, agg_spec.feature, a, b)
-                else:
-                    assert np.isclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True), (key, agg_spec)
+        rows_store = _run(defs, per_partition, rng, Path(folder))
+        want = daily_features(defs, EVENTS, cols)
+        got = CachedDailyRows(rows_store, defs.daily_views).rows(view.name, KEYS)
         rows_store.close()
+    assert set(got) == set(KEYS)  # all final
+    for i, key in enumerate(KEYS):
+        for j, agg_spec in enumerate(view.aggregations):
+            a, b = got[key][j], want[agg_spec.feature][i]
+            if agg_spec.function in ("count", "min", "max"):
+                assert np.array_equal(a, b, equal_nan=True), (key, agg_spec.feature, a, b)
+            else:
+                assert np.isclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True), (key, agg_spec)
+
+
+@settings(max_examples=15, deadline=None)
+@given(labels=labels_st, seeds=st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)))
+def test_rows_are_the_same_bits_whatever_the_batches(
+    defs: StreamDefinitions, labels: list[tuple[str, int, float]], seeds: tuple[int, int]
+) -> None:
+    (view,) = defs.daily_views
+    _cols, per_partition = _records(labels, random.Random(seeds[0]))
+    got = []
+    for seed in seeds:  # the same records on the same partitions, batched differently
+        with tempfile.TemporaryDirectory() as folder:
+            rows_store = _run(defs, per_partition, random.Random(seed), Path(folder))
+            got.append(repr(dict(rows_store.rows(view.name, KEYS))))
+            rows_store.close()
+    assert got[0] == got[1]
