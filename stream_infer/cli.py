@@ -277,7 +277,7 @@ def serve(
 @_EMBEDDED
 @click.pass_context
 def labels(ctx: click.Context, embedded: bool) -> None:
-    """The label processor (faust): delayed labels -> terminal daily rows."""
+    """The label processor (faust): delayed labels -> daily-view rows."""
     from stream_infer.kafka.startup import connect
     from stream_infer.labels.app import run
     from stream_infer.runtime import kafka_cluster
