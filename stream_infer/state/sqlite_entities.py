@@ -81,11 +81,16 @@ def _data(raw: str | bytes) -> list[float]:
 class SqliteEntityStore:
     """:class:`~stream_infer.state.entity_rows.EntityStore` on one SQLite file.
 
+    ``json_rows``: save through one JSON statement (None: when this SQLite reads JSON doubles
+    exactly; False: ``executemany``, row by row).
+
     Raises:
         StoreUnavailableError: (opening) the file cannot be opened or set up.
     """
 
-    def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, path: Path, busy_timeout_s: float = 5.0, *, json_rows: bool | None = None
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
@@ -106,7 +111,8 @@ class SqliteEntityStore:
             )
             self._reader.execute("PRAGMA query_only=1")
             self._reader.execute("PRAGMA cache_size=-65536")
-            self._json_rows = json_doubles_exact(self._reader)
+            exact = json_doubles_exact(self._reader)
+            self._json_rows = exact if json_rows is None else json_rows and exact
 
     def close(self) -> None:
         with self._read_lock:
