@@ -6,13 +6,16 @@ Writes into ``DIR`` (which must be absent or empty):
   views, the model's feature service), to edit into one's own;
 - ``train.py``: the example's training script (training set in, ``model.onnx`` out, with the
   metrics it reaches);
-- ``.env``: the ``STREAM_INFER_`` settings naming the repository, the topics and the model
-  (``set -a; . ./.env; set +a`` loads them; nothing reads the file by itself);
+- ``topics/``: the topic specs ``stream-infer topics apply`` creates (renamed by the settings);
+- ``.env``: the ``STREAM_INFER_`` settings naming the repository, the topics and the model, for
+  one local broker (one replica a topic); ``set -a; . ./.env; set +a`` loads them (nothing
+  reads the file by itself);
 - ``README.md``: the commands, in order, and what each one does;
 - ``.gitignore``: the generated data, the model and the registry.
 
-The examples ship inside the package (``stream_infer/examples``, package data), so ``init``
-works from an installed wheel as from a checkout.
+The examples and the topic specs ship inside the package (``stream_infer/examples`` and
+``stream_infer/topic_specs``, package data), so ``init`` works from an installed wheel as from
+a checkout.
 """
 
 from __future__ import annotations
@@ -100,15 +103,15 @@ class Project:
     commands: tuple[str, ...]
 
 
-def examples_dir() -> Path:
-    """The shipped examples' folder (inside the installed package or the checkout).
+def shipped(name: str) -> Path:
+    """The package's shipped folder ``name`` (``examples``, ``topic_specs``).
 
     Raises:
-        ConfigError: the package was installed without its examples.
+        ConfigError: the package was installed without it.
     """
-    root = Path(str(resources.files("stream_infer") / "examples"))
+    root = Path(str(resources.files("stream_infer") / name))
     if not root.is_dir():
-        raise ConfigError(f"the examples are missing from this installation ({root})")
+        raise ConfigError(f"{name} is missing from this installation ({root})")
     return root
 
 
@@ -159,6 +162,10 @@ def settings_text(ex: Example, target: Path) -> str:
         f"STREAM_INFER_TOPICS__SCORES={ex.scores_topic}",
         f"STREAM_INFER_TOPICS__SCORES_SHADOW={ex.scores_topic}-shadow",
         f"STREAM_INFER_TOPICS__DEAD_LETTER={ex.dead_letter_topic}",
+        f"STREAM_INFER_TOPICS__SPECS_DIR={target / 'topics'}",
+        "# One local broker: one replica a topic (raise both on a real cluster).",
+        "STREAM_INFER_TOPICS__REPLICATION_FACTOR=1",
+        "STREAM_INFER_TOPICS__MIN_INSYNC_REPLICAS=1",
     ]
     if ex.labels_topic is not None:
         lines.append(f"STREAM_INFER_TOPICS__LABELS={ex.labels_topic}")
@@ -177,8 +184,9 @@ def readme_text(ex: Example, target: Path) -> str:
   views, and the feature service `{ex.service}` naming the model's inputs in order. Edit it
   into your own stream; `stream-infer features training-set` and the worker read the same file.
 - `train.py`: training set in, `model.onnx` out (its metrics printed).
+- `topics/`: the topic specs `stream-infer topics apply` creates, renamed by the settings.
 - `.env`: the settings (repository, topics `{ex.events_topic}` -> `{ex.scores_topic}`, model
-  `{ex.model}`).
+  `{ex.model}`, one replica a topic for one local broker).
 
 From generated events to scores on `{ex.scores_topic}`:
 
@@ -204,7 +212,7 @@ def init_project(target: Path, name: str) -> Project:
             folder that is not empty (nothing is overwritten).
     """
     ex = example(name)
-    source = examples_dir() / ex.name
+    source = shipped("examples") / ex.name
     target = target.resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"{target} exists and is not an empty folder: init writes a new project")
@@ -215,6 +223,9 @@ def init_project(target: Path, name: str) -> Project:
         ignore=shutil.ignore_patterns("data", "__pycache__", "*.pyc"),
     )
     shutil.copy2(source / "train.py", target / "train.py")
+    shutil.copytree(
+        shipped("topic_specs"), target / "topics", ignore=shutil.ignore_patterns("*.py*")
+    )
     (target / "data").mkdir()
     (target / ".env").write_text(settings_text(ex, target))
     (target / "README.md").write_text(readme_text(ex, target))

@@ -101,6 +101,7 @@ def test_init_writes_the_project_and_prints_the_commands(tmp_path: Path) -> None
         ".env",
         "README.md",
         ".gitignore",
+        "topics/transactions.toml",
     ):
         assert (target / name).is_file(), name
     project = init_project(tmp_path / "again", "anomaly")
@@ -127,12 +128,14 @@ def test_every_env_variable_is_a_setting(
 ) -> None:
     project = init_project(tmp_path / example, example)
     env = _env(project.root)
-    for name in env:
-        monkeypatch.setenv(name, "/sentinel")  # read through this very name, or not at all
+    for name, value in env.items():
+        # A value no default has, read through this very name or not at all.
+        sentinel = "7" if value.isdigit() else "/sentinel"
+        monkeypatch.setenv(name, sentinel)
         got: Any = load_settings()
         for part in name.removeprefix("STREAM_INFER_").lower().split("__"):
             got = getattr(got, part)
-        assert str(got) == "/sentinel", name
+        assert str(got) == sentinel, name
         monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
