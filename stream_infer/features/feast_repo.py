@@ -379,7 +379,7 @@ def training_frame_via_feast(raw: pd.DataFrame, settings: Settings) -> pd.DataFr
         FeastRowsMissingError: Feast lost a row (a bug: every row's sources are written).
     """
     features = compute_features(raw)
-    repo_dir = settings.features.repo_dir
+    repo_dir = settings.features.feast_repo_dir
     write_offline_sources(features, repo_dir)
     store = apply(repo_dir)
     frame = historical_features(store, entity_frame(features))

@@ -267,7 +267,7 @@ def test_training_frame_via_feast_equals_the_direct_one(repo: Path) -> None:
     from stream_infer.config import load_settings
 
     raw = synthetic_transactions(n_customers=8, n_terminals=5, n_days=35, seed=9)
-    settings = load_settings(features={"repo_dir": str(repo)})
+    settings = load_settings(features={"feast_repo_dir": str(repo)})
     frame = feast_repo.training_frame_via_feast(raw, settings)
     direct = compute_features(raw)
     assert len(frame) == len(raw)

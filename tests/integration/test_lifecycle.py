@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from stream_infer.config import Settings
+from stream_infer.features.compiled import FeatureComputer
 from stream_infer.features.definitions import FEATURE_NAMES
-from stream_infer.features.online import FeatureComputer, TxInput
 from stream_infer.model.export import to_onnx
 from stream_infer.model.registry import open_registry
 from stream_infer.model.routing import routes_to_challenger
@@ -25,6 +25,7 @@ from stream_infer.process import child_env
 from stream_infer.wire import epoch_seconds
 
 from .conftest import make_test_settings
+from .fraud_events import columns, fraud_defs
 from .kafka_io import make_transactions, produce, read_topic, setup_topics
 from .processes import WorkerProcess
 
@@ -35,20 +36,17 @@ def _matrix(events: list[dict]) -> np.ndarray:
     """The stream's own features for these events (no terminal rows: zeros)."""
     from datetime import datetime
 
-    computer = FeatureComputer()
-    inputs = [
-        TxInput(
+    rows = [
+        (
             e["transaction_id"],
             e["customer_id"],
-            e["terminal_id"],
             epoch_seconds(datetime.fromisoformat(e["tx_datetime"])),
             e["tx_amount"],
-            0,
             i,
         )
         for i, e in enumerate(events)
     ]
-    matrix, _flags = computer.compute(inputs)
+    matrix, _flags = FeatureComputer(fraud_defs()).compute(columns(rows))
     return matrix
 
 

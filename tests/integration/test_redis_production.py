@@ -22,18 +22,18 @@ from loadgen.simulator import SimulationConfig, generate
 from stream_infer.config import RedisSettings, Settings, load_settings
 from stream_infer.errors import StoreUnavailableError
 from stream_infer.features.definitions import CUSTOMER_FEATURES, SECONDS_PER_DAY
-from stream_infer.features.offline import compute_features
 from stream_infer.labels.app import open_partials
 from stream_infer.labels.partials import aggregates, merge
 from stream_infer.labels.stores import RedisLabelPartials
-from stream_infer.state.base import Entry
+from stream_infer.state.entity_rows import StoredEntry
 from stream_infer.state.factory import open_state
 from stream_infer.state.redis_client import RedisAccessError, open_redis
-from stream_infer.state.redis_store import RedisCustomerStore
+from stream_infer.state.redis_entities import RedisEntityStore
 from tests.unit.label_fixtures import DEFS as FRAUD
 from tests.unit.label_fixtures import VIEW
 
 from .conftest import make_test_settings
+from .fraud_events import write_set
 from .kafka_io import make_transactions, produce, read_topic, setup_topics
 from .processes import WorkerProcess
 from .redis_secure import (
@@ -52,7 +52,7 @@ from .redis_secure import (
 )
 from .redis_server import RedisServer
 from .test_labels import START, expected_rows, make_labels
-from .test_parity import TOLERANCE, _emitted, _run_replay, compare
+from .test_parity import TOLERANCE, _emitted, _run_replay, compare, training_set
 from .test_parity import _settings as parity_settings
 
 #: How long a process may take to refuse bad credentials (the issue's bound).
@@ -97,7 +97,7 @@ def test_parity_holds_on_production_redis(
     )
     settings = _with_redis(settings, target)
     setup_topics(settings)
-    apply(settings.features.repo_dir, target)  # Feast's online store: this same Redis
+    apply(settings.features.feast_repo_dir, target)  # Feast's online store: this same Redis
     labels = WorkerProcess(settings, tmp_path / "labels.log", command="labels")
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     try:
@@ -109,16 +109,16 @@ def test_parity_holds_on_production_redis(
         assert worker.terminate(timeout_s=240) == 0, worker.output()[-3000:]
         labels.terminate()
     emitted = _emitted(scores)
-    problems = compare(emitted, compute_features(dataset))
+    problems = compare(emitted, training_set(settings, dataset))
     assert not problems, f"{len(problems)} mismatches:\n" + "\n".join(problems[:40])
     assert len(emitted) == len(dataset)
     # The stream's state is where it should be: in this Redis, under this prefix.
     client = open_redis(target)
     some = str(dataset["customer_id"].iloc[0])
-    assert RedisCustomerStore(client, redis_prefix).load([some])[some]
+    assert RedisEntityStore(client, redis_prefix).load([some])[some]
     client.close()
     # Feast, configured from the same settings, serves the stream's values from this Redis.
-    store = feature_store(settings.features.repo_dir, target)
+    store = feature_store(settings.features.feast_repo_dir, target)
     last = dataset.sort_values(["tx_datetime", "transaction_id"]).groupby("customer_id").tail(1)
     got = store.get_online_features(
         features=[f"customer_spending:{name}" for name in CUSTOMER_FEATURES],
@@ -247,7 +247,7 @@ def test_an_access_error_while_running_is_fatal_not_an_outage(
     with tls_acl_redis(redis_pki) as server:
         settings = secure_settings(server, redis_pki, redis_prefix)
         client = open_redis(settings)
-        store = RedisCustomerStore(client, redis_prefix)
+        store = RedisEntityStore(client, redis_prefix)
         store.load(["c1"])
         admin = secure_settings(
             server, redis_pki, redis_prefix, username=ADMIN_USER, password=SecretStr(ADMIN_PASSWORD)
@@ -265,13 +265,12 @@ def test_stores_reach_the_master_through_a_sentinel(redis_prefix: str) -> None:
             key_prefix=redis_prefix,
         )  # fmt: skip
         stores = open_state(load_settings(redis=settings.model_dump()))
-        entry = Entry("t1", 1_700_000_000, 1, 2.5)
-        stores.customers.save({"c1": [entry]})
-        assert stores.customers.load(["c1"]) == {"c1": [entry]}
+        stores.entities.save(write_set([("c1", "t1", 1_700_000_000, 1, [2.5])]))
+        assert stores.entities.load(["c1"]) == {"c1": [StoredEntry("t1", 1_700_000_000, 1, [2.5])]}
         stores.terminals.publish({VIEW: {("T1", 20000): (1.0, 0.0, 1.0, 0.0, 1.0, 0.0)}}, 19999)
         # Written to the master the sentinel named, not somewhere else.
         direct = redis.Redis(port=master.port)
-        assert direct.hgetall(f"{redis_prefix}:c:c1") == {b"t1": entry.pack()}
+        assert direct.hgetall(f"{redis_prefix}:e:c1") == {b"t1": b'["t1",1700000000,1,[2.5]]'}
         assert direct.get(f"{redis_prefix}:d:complete") == b"19999"
         direct.close()
 

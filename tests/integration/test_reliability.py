@@ -16,13 +16,21 @@ from pydantic import SecretStr
 
 from stream_infer.config import Settings
 from stream_infer.features.definitions import CUSTOMER_FEATURES
-from stream_infer.features.offline import compute_features, customer_feature_rows
+from stream_infer.streamdef.training import training_frame
 
 from .conftest import make_test_settings
+from .fraud_events import fraud_defs
 from .kafka_io import make_transactions, produce, read_topic, setup_topics
 from .processes import WorkerProcess
 from .redis_server import RedisServer
-from .test_parity import TOLERANCE, _run_replay, _settings, compare, dataset  # noqa: F401
+from .test_parity import (  # noqa: F401
+    TOLERANCE,
+    _run_replay,
+    _settings,
+    compare,
+    dataset,
+    training_set,
+)
 
 
 def _ids(messages: list) -> Counter[str]:
@@ -84,7 +92,7 @@ def test_redis_outage_mid_replay_is_survived_with_parity(
         s = orjson.loads(m.value())
         copies.setdefault(s["transaction_id"], []).append(s["features"])
     assert all(v == vs[0] for vs in copies.values() for v in vs), "a copy's features differ"
-    problems = compare({t: v[0] for t, v in copies.items()}, compute_features(dataset))
+    problems = compare({t: v[0] for t, v in copies.items()}, training_set(settings, dataset))
     assert not problems, f"{len(problems)} mismatches:\n" + "\n".join(problems[:40])
 
 
@@ -171,7 +179,7 @@ def test_exactly_once_survives_two_sigkills_without_loss_or_duplicates(
     # Aborted spans were processed again: each event's features are those of a clean run.
     frame = pd.DataFrame(events)
     frame["tx_datetime"] = pd.to_datetime(frame["tx_datetime"]).dt.tz_localize(None)
-    want = customer_feature_rows(frame).set_index("transaction_id")
+    want = training_frame(fraud_defs(), frame).set_index("transaction_id")
     for m in scores:
         s = orjson.loads(m.value())
         for name in CUSTOMER_FEATURES:

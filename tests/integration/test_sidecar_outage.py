@@ -17,10 +17,11 @@ import httpx
 import pytest
 
 from stream_infer.config import Settings
-from stream_infer.state.base import Entry
+from stream_infer.features.compiled import FeatureComputer
 from stream_infer.state.factory import open_state
 
 from .conftest import make_test_settings
+from .fraud_events import columns, fraud_defs
 from .kafka_io import make_transactions
 from .redis_server import RedisServer
 from .test_sidecar import predict_body, serving
@@ -55,8 +56,9 @@ def settings(
 def seed_history(settings: Settings, tx: dict[str, Any], n: int) -> None:
     """Earlier transactions of the customer, as the worker would have stored them."""
     when = int(datetime.fromisoformat(tx["tx_datetime"]).timestamp())
-    entries = [Entry(f"seed-{i}", when - 600 * (i + 1), i, 10.0 + i) for i in range(n)]
-    open_state(settings).customers.save({tx["customer_id"]: entries})
+    rows = [(f"seed-{i}", tx["customer_id"], when - 600 * (n - i), 10.0 + i, i) for i in range(n)]
+    store = open_state(settings).entities
+    FeatureComputer(fraud_defs(), store=store).compute(columns(rows))
 
 
 def wait_ready(client: httpx.Client, timeout_s: float = 60.0) -> None:

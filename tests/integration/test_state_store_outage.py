@@ -14,29 +14,29 @@ import pytest
 import redis
 
 from stream_infer.errors import StoreUnavailableError
-from stream_infer.features.definitions import CustomerHistory
-from stream_infer.features.online import FeatureComputer, TxInput
-from stream_infer.state.base import Entry
+from stream_infer.features.compiled import FeatureComputer
 from stream_infer.state.daily_redis import RedisDailyRows
-from stream_infer.state.redis_store import RedisCustomerStore, connect
+from stream_infer.state.entity_rows import StoredEntry
+from stream_infer.state.redis_entities import RedisEntityStore
+from stream_infer.state.redis_store import connect
 
+from .fraud_events import columns, fraud_defs, reference, stream_columns, write_set
 from .redis_server import RedisServer
 
 TIMEOUT_S = 0.5
 #: Generous on purpose: proves a call ends by itself (a hung one would never return) and that
 #: the client does not multiply its timeout with hidden retries, on a slow host too.
 BOUND_S = 20 * TIMEOUT_S
-A = Entry("t1", 1_700_000_000, 1, 12.5)
-B = Entry("t2", 1_700_000_100, 2, 3.0)
+A = ("c1", "t1", 1_700_000_000, 1, [12.5])
+B = ("c1", "t2", 1_700_000_100, 2, [3.0])
 ROW = (1.0, 0.0, 2.0, 0.5, 3.0, 0.25)
 
 
-def calls(customers: RedisCustomerStore, terminals: RedisDailyRows) -> dict[str, Callable[[], Any]]:
+def calls(customers: RedisEntityStore, terminals: RedisDailyRows) -> dict[str, Callable[[], Any]]:
     """Every method of both stores, with arguments."""
     return {
         "load": lambda: customers.load(["c1"]),
-        "save": lambda: customers.save({"c1": [B, Entry("t1", A.epoch_seconds, 1, 12.5, True)]}),
-        "prune": lambda: customers.prune("c1", 0),
+        "save": lambda: customers.save(_add_b_drop_a()),
         "first_day": customers.first_day,
         "record_first_day": lambda: customers.record_first_day(19_000),
         "rows": lambda: terminals.rows("v", [("T", 100)]),
@@ -45,9 +45,15 @@ def calls(customers: RedisCustomerStore, terminals: RedisDailyRows) -> dict[str,
     }
 
 
-def stores(url: str) -> tuple[Any, RedisCustomerStore, RedisDailyRows]:
+def _add_b_drop_a() -> Any:
+    ws = write_set([B])
+    ws.dropped = write_set([A], dropped=True).dropped
+    return ws
+
+
+def stores(url: str) -> tuple[Any, RedisEntityStore, RedisDailyRows]:
     client = connect(url, socket_timeout_s=TIMEOUT_S, connect_timeout_s=TIMEOUT_S)
-    return client, RedisCustomerStore(client, "si"), RedisDailyRows(client, "si")
+    return client, RedisEntityStore(client, "si"), RedisDailyRows(client, "si")
 
 
 def closed_port() -> int:
@@ -70,7 +76,7 @@ def test_a_paused_redis_fails_each_call_within_a_bound_then_recovers(
     own_redis: RedisServer,
 ) -> None:
     client, customers, terminals = stores(own_redis.url)
-    customers.save({"c1": [A]})
+    customers.save(write_set([A]))
     customers.record_first_day(19_100)
     terminals.publish({"v": {("T", 99): ROW}}, 90)
     table = calls(customers, terminals)
@@ -84,7 +90,7 @@ def test_a_paused_redis_fails_each_call_within_a_bound_then_recovers(
             assert took < BOUND_S, f"{name} took {took:.1f} s with a {TIMEOUT_S} s timeout"
     for call in table.values():  # the same clients, no reconnect by hand
         call()
-    assert customers.load(["c1"]) == {"c1": [B]}
+    assert customers.load(["c1"]) == {"c1": [StoredEntry("t2", 1_700_000_100, 2, [3.0])]}
     assert customers.first_day() == 19_000
     assert terminals.rows("v", [("T", 99), ("T", 100)]) == {("T", 99): ROW, ("T", 100): ROW}
     assert terminals.complete_through() == 92
@@ -93,28 +99,18 @@ def test_a_paused_redis_fails_each_call_within_a_bound_then_recovers(
 
 def test_features_retried_after_an_outage_are_exact(own_redis: RedisServer) -> None:
     client, customers, _ = stores(own_redis.url)
-    txs = [
-        TxInput(f"x{i}", f"c{i % 4}", "T", 1_700_000_000 + 600 * i, 1.0 + i, 0, i)
-        for i in range(40)
-    ]
-    fc = FeatureComputer(store=customers, write_behind=True, customer_cache_size=2)
-    fc.compute(txs[:20])
+    txs = [(f"x{i}", f"c{i % 4}", 1_700_000_000 + 600 * i, 1.0 + i, i) for i in range(40)]
+    fc = FeatureComputer(fraud_defs(), store=customers, write_behind=True, entity_cache_size=2)
+    fc.compute(columns(txs[:20]))
     writes = fc.state.take_pending()
     with own_redis.outage():
         with pytest.raises(StoreUnavailableError):
             fc.state.save(writes)  # the worker's write-behind save
         with pytest.raises(StoreUnavailableError):
-            fc.compute(txs[20:])  # evicted customers need the store
+            fc.compute(columns(txs[20:]))  # evicted customers need the store
     fc.state.save(writes)  # the worker's retry of the same calls
-    matrix, _ = fc.compute(txs[20:])
+    matrix, _ = fc.compute(columns(txs[20:]))
     fc.state.save(fc.state.take_pending())
-    hists: dict[str, CustomerHistory] = {}
-    want = []
-    for t in txs:
-        hist = hists.setdefault(t.customer_id, CustomerHistory())
-        want.append(
-            hist.features_at(hist.add(t.epoch_seconds, t.offset, t.amount, t.transaction_id))
-        )
-    np.testing.assert_array_equal(matrix[:, 3:9], np.array(want[20:]))
+    np.testing.assert_array_equal(stream_columns(matrix), reference(txs)[20:])
     assert sum(len(v) for v in customers.load([f"c{i}" for i in range(4)]).values()) == 40
     client.close()
