@@ -128,7 +128,8 @@ def example(name: str) -> Example:
 
 
 def commands(ex: Example, target: Path) -> tuple[str, ...]:
-    """The shell commands that take the project at ``target`` from nothing to scores."""
+    """The shell commands that take the project at ``target`` (as the user named it) from
+    nothing to scores."""
     worker = ["stream-infer worker &"]
     if ex.labels_topic is not None:
         worker.append("stream-infer labels &")
@@ -213,7 +214,7 @@ def init_project(target: Path, name: str) -> Project:
     """
     ex = example(name)
     source = shipped("examples") / ex.name
-    target = target.resolve()
+    given, target = target, target.resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConfigError(f"{target} exists and is not an empty folder: init writes a new project")
     target.mkdir(parents=True, exist_ok=True)
@@ -228,7 +229,7 @@ def init_project(target: Path, name: str) -> Project:
     )
     (target / "data").mkdir()
     (target / ".env").write_text(settings_text(ex, target))
-    (target / "README.md").write_text(readme_text(ex, target))
+    (target / "README.md").write_text(readme_text(ex, given))
     (target / ".gitignore").write_text(_GITIGNORE)
     files = tuple(sorted(p.relative_to(target) for p in target.rglob("*") if p.is_file()))
-    return Project(root=target, files=files, commands=commands(ex, target))
+    return Project(root=target, files=files, commands=commands(ex, given))
