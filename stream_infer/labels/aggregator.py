@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Protocol
 
 from stream_infer.config import EventSettings, LabelSettings
@@ -319,16 +320,18 @@ class LabelAggregator:
             return out
         labels, refused = self.decoder.decode([r.value for r in new], future)
         out.dead_letters += [(new[i], reason) for i, reason in refused]
-        touched = {(v, lab.day, k) for lab in labels for v, (k, _x) in lab.views.items()}
+        days = labels.days
+        touched: set[PartialKey] = set()
+        for name, (keys, _values) in labels.views.items():
+            touched.update(zip(repeat(name), days, keys))
         partials: dict[PartialKey, Partial] = dict(self.store.partials_of(partition, touched))
-        latest_day = -1
-        for lab in labels:
-            for view, (k, values) in lab.views.items():
-                pk = (view, lab.day, k)
-                partials[pk] = fold(partials.get(pk), values)
-            latest_day = max(latest_day, lab.day)
-            if out.earliest_day is None or lab.day < out.earliest_day:
-                out.earliest_day = lab.day
+        for name, (keys, values) in labels.views.items():
+            # Each view's partials fold its labels one at a time, in offset order.
+            for pk, x in zip(zip(repeat(name), days, keys), values, strict=True):
+                partials[pk] = fold(partials.get(pk), x)
+        if days:
+            out.earliest_day = min(days)
+        latest_day = max(days, default=-1)
         out.counted = len(labels)
         changed = {pk: partials[pk] for pk in touched}
         out.update = PartitionUpdate(partition, applied, new[-1].offset, changed, latest_day)

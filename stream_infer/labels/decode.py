@@ -10,8 +10,10 @@ letter with that module's reason, so it moves no partition's day (docs/ARCHITECT
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from stream_infer.event_time import FutureLimit
 from stream_infer.labels.partials import view_columns
@@ -19,14 +21,18 @@ from stream_infer.streamdef.decoders import BatchDecoder, build_decoder
 from stream_infer.streamdef.spec import SECONDS_PER_DAY, DailyView, SourceSpec
 
 
-@dataclass(frozen=True, slots=True)
-class DecodedLabel:
-    """What one label contributes: its UTC day and, per daily view, its join key and the
-    values of the columns the view reads (in :func:`view_columns` order)."""
+@dataclass(frozen=True)
+class DecodedLabels:
+    """A batch's valid labels, in input order, as columns: ``index`` (in the batch), UTC
+    ``days`` and, per daily view, each label's join key and the values of the columns the
+    view reads (in :func:`view_columns` order)."""
 
-    index: int  # in the decoded batch
-    day: int
-    views: Mapping[str, tuple[str, tuple[float, ...]]]
+    index: list[int]
+    days: list[int]
+    views: dict[str, tuple[list[str], list[tuple[float, ...]]]]
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 class LabelDecoder:
@@ -44,7 +50,7 @@ class LabelDecoder:
 
     def decode(
         self, values: Sequence[bytes | None], future: FutureLimit | None = None
-    ) -> tuple[list[DecodedLabel], list[tuple[int, str]]]:
+    ) -> tuple[DecodedLabels, list[tuple[int, str]]]:
         """The labels of ``values`` in input order, and (index, reason) of each refused one
         (bad bytes, failed schema, or dated past ``future``; None: no limit).
 
@@ -55,22 +61,23 @@ class LabelDecoder:
         refused = list(batch.refused)
         cols = batch.columns
         ts_field = self.source.timestamp_field
-        times = cols[ts_field].tolist() if batch.kept else []
-        keys = {v.name: cols[v.entity].tolist() for v in self.views} if batch.kept else {}
-        vals = {
-            v.name: [cols[c].astype(float).tolist() for c in self._columns[v.name]]
-            for v in self.views
-            if batch.kept
-        }
-        out: list[DecodedLabel] = []
-        for j, index in enumerate(batch.kept):
-            seconds = int(times[j])
-            if future is not None and seconds > future.limit_s:
-                refused.append((index, future.reason(seconds, ts_field)))
+        kept = np.asarray(batch.kept, dtype=np.int64)
+        times = np.asarray(cols[ts_field], dtype=np.int64) if len(kept) else kept
+        keep = np.ones(len(kept), dtype=bool)
+        if future is not None and len(kept):
+            keep = times <= future.limit_s
+            for j in np.flatnonzero(~keep).tolist():
+                refused.append((int(kept[j]), future.reason(int(times[j]), ts_field)))
+            refused.sort()
+        views: dict[str, tuple[list[str], list[tuple[float, ...]]]] = {}
+        for view in self.views:
+            if not len(kept):
+                views[view.name] = ([], [])
                 continue
-            per_view = {
-                name: (str(keys[name][j]), tuple(c[j] for c in vals[name])) for name in keys
-            }
-            out.append(DecodedLabel(index, seconds // SECONDS_PER_DAY, per_view))
-        refused.sort()
-        return out, refused
+            keys = [str(k) for k in cols[view.entity][keep].tolist()]
+            columns = [
+                np.asarray(cols[c][keep], dtype=np.float64) for c in self._columns[view.name]
+            ]
+            views[view.name] = (keys, list(zip(*(c.tolist() for c in columns), strict=True)))
+        days = (times[keep] // SECONDS_PER_DAY).tolist() if len(kept) else []
+        return DecodedLabels(kept[keep].tolist(), days, views), refused

@@ -177,7 +177,7 @@ CREATE TABLE IF NOT EXISTS label_progress (
     partition INTEGER PRIMARY KEY, last_offset INTEGER NOT NULL, day INTEGER NOT NULL
 );
 """
-_CHUNK = 300  # keys per statement: 3 bound variables each, under SQLite's limit
+_CHUNK = 500  # join keys per statement, under SQLite's bound-variable limit
 
 
 @contextmanager
@@ -257,19 +257,22 @@ class SqliteLabelPartials:
         return {int(p): int(d) for p, d in rows}
 
     def partials_of(self, partition: int, keys: Iterable[PartialKey]) -> dict[PartialKey, Partial]:
-        wanted = list(dict.fromkeys(keys))
+        # One primary-key range per (day, view): the index answers it without a scan.
+        groups: dict[tuple[int, str], list[str]] = {}
+        for v, d, k in keys:
+            groups.setdefault((d, v), []).append(k)
         out: dict[PartialKey, Partial] = {}
         with self._lock, _sqlite_io("partials read"):
-            for i in range(0, len(wanted), _CHUNK):
-                chunk = wanted[i : i + _CHUNK]
-                marks = ",".join("(?, ?, ?)" * 1 for _ in chunk)
-                args = [x for v, d, k in chunk for x in (d, v, k)]
-                for d, v, k, value in self._db.execute(
-                    "SELECT day, view, entity, value FROM label_partials WHERE partition = ? "
-                    f"AND (day, view, entity) IN (VALUES {marks})",
-                    [partition, *args],
-                ):
-                    out[(v, int(d), k)] = decode(value)
+            for (d, v), entities in groups.items():
+                for i in range(0, len(entities), _CHUNK):
+                    chunk = entities[i : i + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    for k, value in self._db.execute(
+                        "SELECT entity, value FROM label_partials WHERE day = ? AND view = ? "
+                        f"AND partition = ? AND entity IN ({marks})",
+                        [d, v, partition, *chunk],
+                    ):
+                        out[(v, d, k)] = decode(value)
         return out
 
     def day_partials(self, days: Iterable[int]) -> StoredPartials:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from stream_infer.errors import DeadLetterError
 from stream_infer.event_time import FutureLimit
 from stream_infer.features.definitions import SECONDS_PER_DAY
-from stream_infer.labels.decode import DecodedLabel, LabelDecoder
+from stream_infer.labels.decode import DecodedLabels, LabelDecoder
 from stream_infer.streamdef.decoders import build_decoder
 from stream_infer.streamdef.feast_reader import load_definitions
 from stream_infer.streamdef.spec import StreamDefinitions
@@ -47,10 +47,9 @@ def test_a_typical_label_gives_its_day_key_and_values(defs: StreamDefinitions) -
         [_label("2018-04-01T23:59:59Z"), _label("2018-04-02T00:00:00", terminal=12, fraud=0)]
     )
     assert refused == []
-    assert labels == [
-        DecodedLabel(0, 17622, {"terminal_counts": ("12", (1.0,))}),
-        DecodedLabel(1, 17623, {"terminal_counts": ("12", (0.0,))}),
-    ]
+    assert labels == DecodedLabels(
+        [0, 1], [17622, 17623], {"terminal_counts": (["12", "12"], [(1.0,), (0.0,)])}
+    )
 
 
 def test_a_label_from_the_future_is_refused_with_the_wall_clock_reason(
@@ -67,7 +66,7 @@ def test_a_label_from_the_future_is_refused_with_the_wall_clock_reason(
             "wall clock (events.max_future_s=3600)",
         )
     ]
-    assert [lab.index for lab in labels] == [1]  # at the limit is allowed
+    assert labels.index == [1]  # at the limit is allowed
 
 
 @pytest.mark.parametrize(
@@ -82,7 +81,7 @@ def test_a_label_from_the_future_is_refused_with_the_wall_clock_reason(
 )
 def test_reasons_name_the_problem(defs: StreamDefinitions, raw: bytes | None, needle: str) -> None:
     labels, refused = _decoder(defs).decode([raw])
-    assert labels == [] and len(refused) == 1 and needle in refused[0][1]
+    assert len(labels) == 0 and len(refused) == 1 and needle in refused[0][1]
 
 
 stamps = st.one_of(
@@ -103,7 +102,11 @@ def test_a_batch_decides_as_each_record_alone(
     assert defs.label_source is not None
     raws = [_label(w, k, v, tid=str(i)) for i, (w, k, v) in enumerate(records)]
     labels, refused = _decoder(defs).decode(raws, LIMIT)
-    got: dict[int, Any] = {lab.index: lab for lab in labels}
+    keys, values = labels.views["terminal_counts"]
+    got: dict[int, Any] = {
+        i: (day, key, x)
+        for i, day, key, x in zip(labels.index, labels.days, keys, values, strict=True)
+    }
     got.update({i: reason for i, reason in refused})
     one = build_decoder(defs.label_source)
     for i, raw in enumerate(raws):
@@ -116,5 +119,5 @@ def test_a_batch_decides_as_each_record_alone(
         if seconds > LIMIT.limit_s:
             assert got[i] == LIMIT.reason(seconds, "tx_datetime")
         else:
-            view = {"terminal_counts": (event["terminal_id"], (float(event["tx_fraud"]),))}
-            assert got[i] == DecodedLabel(i, seconds // SECONDS_PER_DAY, view)
+            want = (seconds // SECONDS_PER_DAY, event["terminal_id"], (float(event["tx_fraud"]),))
+            assert got[i] == want
