@@ -40,7 +40,6 @@ class Example:
     name: str
     service: str
     model: str
-    events: str
     events_topic: str
     scores_topic: str
     dead_letter_topic: str
@@ -49,6 +48,7 @@ class Example:
     training_set: str
     train: str
     register: str
+    replay: str
     summary: str
 
 
@@ -57,7 +57,6 @@ _EXAMPLES: Final[dict[str, Example]] = {
         name="anomaly",
         service="anomaly_model_v1",
         model="anomaly",
-        events="data/readings.parquet",
         events_topic="readings",
         scores_topic="anomaly-scores",
         dead_letter_topic="readings-dlq",
@@ -69,6 +68,8 @@ _EXAMPLES: Final[dict[str, Example]] = {
         train="python train.py --training-set data/training.parquet "
         "--events data/readings.parquet --out model.onnx",
         register="--output scores --score-kind decision --positive low --threshold 0",
+        # Any repository's events: the source's fields, key, time order and topic.
+        replay="loadgen replay --repo feature_repo --dataset data/readings.parquet",
         summary="device telemetry: per-device 5-minute and 1-hour windows of three sensors, "
         "z-scores and a stuck-sensor flag, an IsolationForest (higher score = more normal)",
     ),
@@ -76,7 +77,6 @@ _EXAMPLES: Final[dict[str, Example]] = {
         name="fraud",
         service="fraud_model_v1",
         model="fraud",
-        events="data/transactions.parquet",
         events_topic="transactions",
         scores_topic="scores",
         dead_letter_topic="transactions-dlq",
@@ -88,6 +88,8 @@ _EXAMPLES: Final[dict[str, Example]] = {
         "--out data/training.parquet",
         train="python train.py --training-set data/training.parquet --out model.onnx",
         register="--score-kind probability --positive high --threshold 0.5",
+        # The handbook's replay: the transactions and, 7 days later, their labels.
+        replay="loadgen replay --dataset data/transactions.parquet",
         summary="card transactions: customer windows over 1, 7 and 30 days, terminal risk from "
         "7-day-delayed labels (the handbook's 15 inputs), a random forest",
     ),
@@ -146,7 +148,7 @@ def commands(ex: Example, target: Path) -> tuple[str, ...]:
         f"export KAFKA_BOOTSTRAP=127.0.0.1:{BROKER_PORT}",
         "stream-infer topics apply",
         *worker,
-        f"loadgen replay --repo feature_repo --dataset {ex.events}",
+        ex.replay,
     )
 
 
