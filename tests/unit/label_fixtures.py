@@ -50,8 +50,8 @@ def counts(store: PartialStore, days: Iterable[int]) -> dict[int, dict[str, tupl
 def aggregator(
     store: PartialStore, sinks: list[RowSink], partitions: int, **kw: Any
 ) -> LabelAggregator:
-    """A label aggregator of the fraud example."""
-    return LabelAggregator(store, sinks, partitions, defs=DEFS, **kw)
+    """A label aggregator of the fraud example (or of ``defs=``)."""
+    return LabelAggregator(store, sinks, partitions, **{"defs": DEFS, **kw})
 
 
 class Sink:
