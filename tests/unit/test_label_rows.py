@@ -1,13 +1,16 @@
 """Held final partials give the fraud view's rows of today's math (counts and fraud sums,
-risk via the ODFV equal to ``definitions.terminal_features``); each day loads once."""
+risk via the ODFV equal to ``definitions.terminal_features``), and any view's rows are
+``streamdef.daily.view_row``'s bit for bit; each day loads once."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_infer.labels.partials import Partial, fold
+from stream_infer.labels.partials import Partial, aggregates, fold
 from stream_infer.labels.rows import FinalPartials
+from stream_infer.streamdef.daily import view_row
+from stream_infer.streamdef.spec import SECONDS_PER_DAY, AggSpec, DailyView
 
 from .label_fixtures import DEFS, VIEW, counts_row
 
@@ -83,3 +86,49 @@ def test_only_missing_days_are_loaded_and_old_ones_forgotten() -> None:
 def test_no_partials_no_rows() -> None:
     assert FinalPartials(DEFS.daily_views).rows(TERMINALS, []) == {}
     assert holder({}, range(0, 40)).rows(TERMINALS, [45]) == {}
+
+
+ALL = DailyView(
+    "all",
+    "labels",
+    "k",
+    "k",
+    2,
+    tuple(
+        AggSpec(f"{c}_{f}_{n}d", c, f, n * SECONDS_PER_DAY)
+        for c in ("a", "b")
+        for n in (1, 4)
+        for f in ("count", "sum", "mean", "min", "max", "stddev", "var")
+    ),
+)
+values = st.one_of(st.floats(-1e6, 1e6, allow_nan=False), st.sampled_from([0.0, -0.0, 1.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.integers(100, 112),
+        st.lists(st.tuples(values, values), min_size=1, max_size=4),
+        max_size=10,
+    ),
+    st.lists(st.integers(100, 120), min_size=1, max_size=8),
+)
+def test_rows_are_view_row_bit_for_bit(
+    labelled: dict[int, list[tuple[float, float]]], days: list[int]
+) -> None:
+    daily: dict[int, Partial] = {}
+    for d, labels in labelled.items():
+        p = None
+        for x in labels:
+            p = fold(p, x)
+        assert p is not None
+        daily[d] = p
+    held = FinalPartials([ALL])
+    held.add(range(90, 121), {d: {("all", "K"): {0: p}} for d, p in daily.items()})
+    got = held.rows(ALL, sorted(set(days)))
+    per_day = {d: aggregates(ALL, p) for d, p in daily.items()}
+    for d in sorted(set(days)):
+        if any(d - ALL.horizon_days <= x < d - ALL.delay_days for x in daily):
+            assert repr(got[("K", d)]) == repr(tuple(view_row(ALL, per_day, d)))
+        else:
+            assert ("K", d) not in got
