@@ -50,12 +50,12 @@ def _store_size(store: Any, kind: str, where: str, prefix: str) -> dict[str, int
         db = Path(where) / "state.db"
         wal = db.with_name("state.db-wal")
         return {
-            "store_entries": store.customer_entries(),
+            "store_entries": store.entries(),
             "store_bytes": db.stat().st_size,
             "wal_bytes": wal.stat().st_size if wal.exists() else 0,
         }
     client = store.client
-    keys = list(client.scan_iter(match=f"{prefix}:c:*", count=1000))
+    keys = list(client.scan_iter(match=f"{prefix}:e:*", count=1000))
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.hlen(key)
@@ -68,28 +68,34 @@ def _store_size(store: Any, kind: str, where: str, prefix: str) -> dict[str, int
     }
 
 
-def _batches(data: Any) -> Iterator[tuple[int, list[Any]]]:
-    """(events so far, batch) in stream order; TxInputs are built per batch, never all."""
-    from stream_infer.features.online import TxInput
+def _batches(data: Any) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(events so far, batch) in stream order: the fraud example's event columns per batch."""
+    from stream_infer.streamdef.spec import SEQ_COLUMN
 
     n = len(data["tid"])
     for i in range(0, n, BATCH):
         j = min(n, i + BATCH)
-        cols = (data[c][i:j].tolist() for c in ("tid", "cid", "term", "epoch", "amount"))
         yield (
             j,
-            [
-                TxInput(str(t), str(c), str(k), e, a, 0, off)
-                for t, c, k, e, a, off in zip(*cols, range(i, j), strict=True)
-            ],
+            {
+                "transaction_id": data["tid"][i:j].astype(str).astype(object),
+                "customer_id": data["cid"][i:j].astype(str).astype(object),
+                "terminal_id": data["term"][i:j].astype(str).astype(object),
+                "tx_datetime": data["epoch"][i:j].astype(np.int64),
+                "tx_amount": data["amount"][i:j].astype(np.float64),
+                SEQ_COLUMN: np.arange(i, j, dtype=np.int64),
+            },
         )
 
 
 def _child(spec: dict[str, Any]) -> None:
     """One configuration in this process: prints one JSON line with its samples."""
-    from stream_infer.features.online import FeatureComputer
-    from stream_infer.state.redis_store import RedisCustomerStore, connect
-    from stream_infer.state.sqlite_store import SqliteState
+    from stream_infer.config import load_settings
+    from stream_infer.features.compiled import FeatureComputer
+    from stream_infer.runtime import load_stream_definitions
+    from stream_infer.state.redis_client import connect
+    from stream_infer.state.redis_entities import RedisEntityStore
+    from stream_infer.state.sqlite_entities import SqliteEntityStore
 
     data = dict(np.load(spec["events"]))
     epochs = data["epoch"]
@@ -97,10 +103,12 @@ def _child(spec: dict[str, Any]) -> None:
     work = tempfile.mkdtemp(prefix="state-growth-")
     store: Any
     if spec["store"] == "sqlite":
-        store = SqliteState(Path(work) / "state.db")
+        store = SqliteEntityStore(Path(work) / "state.db")
     else:
-        store = RedisCustomerStore(connect(spec["redis"], socket_timeout_s=30.0), prefix)
-    fc = FeatureComputer(store=store, write_behind=True, customer_cache_size=spec["cache_size"])
+        store = RedisEntityStore(connect(spec["redis"], socket_timeout_s=30.0), prefix)
+    defs = load_stream_definitions(load_settings())
+    fc = FeatureComputer(defs, store=store, write_behind=True, entity_cache_size=spec["cache_size"])
+    stream_at = [defs.inputs.index(n) for n in defs.stream_features()]
     writer = ThreadPoolExecutor(1, thread_name_prefix="state-writer")
     inflight: deque[Future[None]] = deque()
     proc = psutil.Process()
@@ -110,7 +118,7 @@ def _child(spec: dict[str, Any]) -> None:
     with Path(spec["features"]).open("wb") as features:
         for done, batch in _batches(data):
             matrix, _ = fc.compute(batch)
-            features.write(np.ascontiguousarray(matrix[:, 3:9]).tobytes())
+            features.write(np.ascontiguousarray(matrix[:, stream_at]).tobytes())
             inflight.append(writer.submit(fc.state.save, fc.state.take_pending()))
             while len(inflight) > IN_FLIGHT or (inflight and inflight[0].done()):
                 inflight.popleft().result()
@@ -121,7 +129,7 @@ def _child(spec: dict[str, Any]) -> None:
                         "events": done,
                         "day": int((epochs[done - 1] - epochs[0]) // DAY),
                         "rss_mb": proc.memory_info().rss / 2**20,
-                        "customers_in_memory": fc.state.customers(),
+                        "customers_in_memory": fc.state.entities(),
                         "unsaved_entries": fc.state.unsaved(),
                         "drops_waiting": fc.state.drops_waiting(),
                         "seconds": time.monotonic() - start,

@@ -7,7 +7,7 @@ Keys (``prefix`` defaults to ``si``):
 
 Every method raises :class:`~stream_infer.errors.StoreUnavailableError` for any Redis failure,
 and :class:`~stream_infer.state.redis_client.RedisAccessError` (fatal) when Redis refuses our
-credentials or a permission (see :mod:`stream_infer.state.redis_store`). Redis Cluster: the
+credentials or a permission (see :mod:`stream_infer.state.redis_client`). Redis Cluster: the
 watermark script touches one declared key, and a publish is a non-transactional pipeline the
 cluster client splits by node.
 """

@@ -1,6 +1,6 @@
 """Published daily rows in the local SQLite state file (the embedded default without Redis).
 
-The rows share ``state.db`` with the customer histories (:mod:`stream_infer.state.sqlite_store`)
+The rows share ``state.db`` with the entity histories (:mod:`stream_infer.state.sqlite_entities`)
 but have their own connections: the label processor writes them, the worker and the sidecar
 only read them. WAL mode lets readers go on while the label processor writes.
 

@@ -241,3 +241,21 @@ def open_redis(settings: RedisSettings, access: Access = "write") -> Any:
     except StoreUnavailableError as exc:
         log.warning("redis does not answer at start (%s); carrying on as in an outage", exc)
     return client
+
+
+def connect(url: str, *, socket_timeout_s: float = 1.0, connect_timeout_s: float = 1.0) -> Any:
+    """A standalone redis client for ``url`` (redis://host:port/db) whose every call ends
+    within about ``socket_timeout_s`` (connecting: ``connect_timeout_s``), retried by no one.
+
+    A shorthand for tests and tools; the service builds its clients from the whole
+    :class:`~stream_infer.config.RedisSettings` (:func:`open_redis`).
+    """
+    from pydantic import SecretStr
+
+    return build_client(
+        RedisSettings(
+            url=SecretStr(url),
+            socket_timeout_s=socket_timeout_s,
+            connect_timeout_s=connect_timeout_s,
+        )
+    )

@@ -47,7 +47,8 @@ def apply_on_demand(
     out: dict[str, npt.NDArray[Any]] = {}
     for view in views:
         if view.vectorized:  # declared to take arrays (and lists, as Feast calls it)
-            got = view.function({name: known[name] for name in view.inputs})
+            arrays: dict[str, Any] = {name: known[name] for name in view.inputs}
+            got = view.function(arrays)
         else:
             got = view.function({name: known[name].tolist() for name in view.inputs})
         want = [o.name for o in view.outputs]

@@ -13,18 +13,38 @@ from hypothesis import strategies as st
 from stream_infer import wire
 from stream_infer.errors import DeadLetterError
 from stream_infer.events import Score
+from stream_infer.features.compiled import FeatureComputer
 from stream_infer.features.definitions import FEATURE_NAMES, SECONDS_PER_DAY, terminal_features
-from stream_infer.features.online import (
-    FLAG_TERMINAL_MISSING,
-    FeatureComputer,
-    InMemoryTerminalRows,
-    TxInput,
-)
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.model.session import load_model
 from stream_infer.pipeline import ScoringPipeline
+from stream_infer.state.entity_rows import EntityWriteSet, StoredEntry
+from stream_infer.streamdef.daily import DayAggregate
+from stream_infer.streamdef.daily_source import InMemoryDailyRows
+from stream_infer.streamdef.spec import SEQ_COLUMN
 
 from .fakes import FakeRecord
+from .fraud_defs import fraud_defs
+
+FLAG_TERMINAL_MISSING = "terminal_features_unavailable"
+
+
+class EarlyStart:
+    """An entity store holding nothing but a stream start long before the events (so every
+    daily row is the label processor's to give)."""
+
+    def load(self, keys: Any) -> dict[str, list[StoredEntry]]:
+        return {k: [] for k in keys}
+
+    def save(self, writes: EntityWriteSet) -> None:
+        pass
+
+    def first_day(self) -> int | None:
+        return 0
+
+    def record_first_day(self, day: int) -> None:
+        pass
+
 
 fields = st.fixed_dictionaries(
     {
@@ -96,7 +116,7 @@ def test_score_records_keep_the_schema_field_order_and_times(registry: ModelRegi
         FakeRecord(_tx(2, "2026-04-10T10:00:02"), b"c1", _offset=2),  # naive = UTC
     ]
     for emit in (False, True):
-        pipe = ScoringPipeline(model, FeatureComputer(), emit_features=emit)
+        pipe = ScoringPipeline(model, FeatureComputer(fraud_defs()), emit_features=emit)
         out = pipe.process(records)
         payloads = [orjson.loads(o.value) for o in out.scores]
         keys = [
@@ -134,19 +154,32 @@ def test_terminal_rows_are_joined_per_event_day(
     events: list[tuple[int, int]], complete: int, cut: int
 ) -> None:
     base = 20_000
-    rows = InMemoryTerminalRows(complete_through=base + complete)
+    defs = fraud_defs()
+    rows = InMemoryDailyRows(defs.daily_views, complete_through=base + complete)
     counts = {
-        f"T{t}": {base + d: (d + t + 1, (d + t) % 3) for d in range(-40, 31)} for t in range(4)
+        f"T{t}": {
+            base + d: (abs(d) + t + 1, min((d + t) % 3, abs(d) + t + 1)) for d in range(-40, 31)
+        }
+        for t in range(4)
     }
     for terminal, by_day in counts.items():
         for day, (n, fraud) in by_day.items():
-            rows.add(terminal, day, n, fraud)
-    txs = [
-        TxInput(f"x{i}", f"c{i}", f"T{t}", (base + d) * SECONDS_PER_DAY + i, 1.0, 0, i)
-        for i, (t, d) in enumerate(events)
-    ]
-    fc = FeatureComputer(rows)
-    got = [fc.compute(part) for part in (txs[:cut], txs[cut:]) if part]
+            labels = [1.0] * fraud + [0.0] * (n - fraud)
+            rows.add("terminal_counts", terminal, day, {"tx_fraud": DayAggregate.of(labels)})
+    n = len(events)
+    cols = {
+        "transaction_id": np.array([f"x{i}" for i in range(n)], dtype=object),
+        "customer_id": np.array([f"c{i}" for i in range(n)], dtype=object),
+        "terminal_id": np.array([f"T{t}" for t, _ in events], dtype=object),
+        "tx_datetime": np.array(
+            [(base + d) * SECONDS_PER_DAY + i for i, (_, d) in enumerate(events)], dtype=np.int64
+        ),
+        "tx_amount": np.ones(n),
+        SEQ_COLUMN: np.arange(n, dtype=np.int64),
+    }
+    fc = FeatureComputer(defs, rows, EarlyStart(), write_behind=True)
+    parts = [{k: v[:cut] for k, v in cols.items()}, {k: v[cut:] for k, v in cols.items()}]
+    got = [fc.compute(part) for part in parts if len(part[SEQ_COLUMN])]
     matrix = np.concatenate([m for m, _ in got])
     flags = [f for _, fl in got for f in fl]
     for i, (t, d) in enumerate(events):

@@ -24,7 +24,7 @@ from stream_infer.state.redis_client import (
     build_client,
     store_errors,
 )
-from stream_infer.state.redis_store import RedisCustomerStore
+from stream_infer.state.redis_entities import RedisEntityStore
 
 from .fakes import FakeConsumer, FakeProducer
 from .test_worker_faults import FlakyStore, make_worker, rec, scored_ids
@@ -169,7 +169,7 @@ class _RefusingClient:
 def test_stores_raise_access_errors_not_outages() -> None:
     client = _RefusingClient()
     with pytest.raises(RedisAccessError):
-        RedisCustomerStore(client).load(["c1"])
+        RedisEntityStore(client).load(["c1"])
     with pytest.raises(RedisAccessError):
         RedisLabelPartials(client).applied_offsets()
 

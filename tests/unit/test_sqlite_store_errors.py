@@ -1,5 +1,6 @@
-"""SQLite state fails cleanly: a locked or unopenable file raises StoreUnavailableError, a
-failed write leaves nothing half-applied, and the same store works once the lock is gone."""
+"""SQLite state (entity histories and daily rows) fails cleanly: a locked or unopenable file
+raises StoreUnavailableError, a failed write leaves nothing half-applied, and the same store
+works once the lock is gone."""
 
 from __future__ import annotations
 
@@ -10,29 +11,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from stream_infer.errors import StoreUnavailableError
-from stream_infer.state.base import Entry
 from stream_infer.state.daily_sqlite import SqliteDailyRows
-from stream_infer.state.sqlite_store import SqliteState
+from stream_infer.state.entity_rows import EntityRows, EntityWriteSet, StoredEntry
+from stream_infer.state.sqlite_entities import SqliteEntityStore
 
-A = Entry("t1", 1_700_000_000, 1, 12.5)
-B = Entry("t2", 1_700_000_100, 2, 3.0)
+A = StoredEntry("t1", 1_700_000_000, 1, [12.5])
+B = StoredEntry("t2", 1_700_000_100, 2, [3.0])
 ROW = (1.0, 0.0, 2.0, 0.5, 3.0, 0.25)
+
+
+def rows(*entries: StoredEntry) -> EntityRows:
+    return EntityRows(
+        ["c"] * len(entries),
+        [e.event_id for e in entries],
+        np.array([e.time for e in entries], dtype=np.int64),
+        np.array([e.seq for e in entries], dtype=np.int64),
+        np.array([e.data for e in entries], dtype=np.float64).reshape(len(entries), 1),
+    )
 
 
 @dataclass
 class State:
     """Both stores on one file, as ``open_state`` opens them."""
 
-    c: SqliteState
+    c: SqliteEntityStore
     d: SqliteDailyRows
 
 
 WRITES: dict[str, Callable[[State], Any]] = {
-    "save": lambda db: db.c.save({"c": [B, Entry("t1", A.epoch_seconds, 1, 12.5, dropped=True)]}),
-    "prune": lambda db: db.c.prune("c", A.epoch_seconds + 1),
+    "save": lambda db: db.c.save(EntityWriteSet([1], rows(B), rows(A))),
     "record_first_day": lambda db: db.c.record_first_day(1),
     "publish": lambda db: db.d.publish({"v": {("T", 100): ROW}}, 95),
 }
@@ -41,10 +52,10 @@ WRITES: dict[str, Callable[[State], Any]] = {
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[State]:
     state = State(
-        SqliteState(tmp_path / "state.db", busy_timeout_s=0.05),
+        SqliteEntityStore(tmp_path / "state.db", busy_timeout_s=0.05),
         SqliteDailyRows(tmp_path / "state.db", busy_timeout_s=0.05),
     )
-    state.c.save({"c": [A]})
+    state.c.save(EntityWriteSet([0], rows(A), EntityRows.empty(1)))
     state.c.record_first_day(5)
     state.d.publish({"v": {("T", 99): ROW}}, 90)
     yield state
@@ -97,19 +108,19 @@ def test_reads_go_on_while_another_process_writes(db: State, tmp_path: Path) -> 
 def test_a_file_that_cannot_be_opened_raises_store_unavailable(tmp_path: Path) -> None:
     (tmp_path / "state.db").mkdir()  # a directory where the database should be
     with pytest.raises(StoreUnavailableError):
-        SqliteState(tmp_path / "state.db")
+        SqliteEntityStore(tmp_path / "state.db")
 
 
 def test_an_exclusively_locked_file_raises_store_unavailable_on_open(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    SqliteState(path).close()
+    SqliteEntityStore(path).close()
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("PRAGMA locking_mode=EXCLUSIVE")
     other.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(StoreUnavailableError):
-            SqliteState(path, busy_timeout_s=0.05)
+            SqliteEntityStore(path, busy_timeout_s=0.05)
     finally:
         other.execute("ROLLBACK")
         other.close()
-    SqliteState(path).close()
+    SqliteEntityStore(path).close()
