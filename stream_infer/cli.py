@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +167,14 @@ def worker(ctx: click.Context, max_events: int | None, processes: int, embedded:
     with kafka_cluster(_settings(ctx), embedded=embedded) as settings:
         group = settings.worker.group_id
         connect(settings, [settings.topics.transactions], group, who="worker")
+        # Reading the definitions imports Feast (seconds): a SIGTERM meanwhile stops the
+        # worker before its first batch instead of killing it.
+        early = threading.Event()
+        install_stop_signals(early.set)
         w = build_worker(settings)
         install_stop_signals(w.stop)
+        if early.is_set():
+            w.stop()
         stats = w.run(max_events=max_events)
         click.echo(
             f"consumed={stats.consumed} scored={stats.scored} dead_lettered={stats.dead_lettered}"
