@@ -56,11 +56,11 @@ terminal = Entity(
 TRANSACTION_SCHEMA = {
     "type": "object",
     "properties": {
-        "transaction_id": {"type": "string"},
+        "transaction_id": {"type": "string", "maxLength": 128},
         "tx_datetime": {"type": "string", "format": "date-time"},
-        "customer_id": {"type": "string"},
-        "terminal_id": {"type": "string"},
-        "tx_amount": {"type": "number"},
+        "customer_id": {"type": "string", "maxLength": 128},
+        "terminal_id": {"type": "string", "maxLength": 128},
+        "tx_amount": {"type": "number", "minimum": 0, "maximum": 1e9},
     },
     "required": ["transaction_id", "tx_datetime", "customer_id", "terminal_id", "tx_amount"],
 }
