@@ -68,9 +68,13 @@ def json_doubles_exact(db: sqlite3.Connection) -> bool:
                 (orjson.dumps([[v] for v in probe]),),
             )
         ]
+        # A data row travels as a JSON array inside the row and is stored as its JSON text.
+        (rows,) = db.execute(
+            "SELECT json_extract(value, '$[0]') FROM json_each(?)", (orjson.dumps([[probe]]),)
+        ).fetchone()
     except sqlite3.Error:
         return False
-    return got == probe
+    return got == probe and orjson.loads(rows) == probe
 
 
 def _data(raw: str | bytes) -> list[float]:
@@ -181,11 +185,14 @@ class SqliteEntityStore:
         a, d = writes.added, writes.dropped
         with self._transaction("entity save") as db:
             if len(a):
-                rows = [(k, i, t, s, orjson.dumps(v).decode()) for k, i, t, s, v in a.json_rows()]
-                if self._json_rows:
+                rows = a.json_rows()
+                if self._json_rows:  # the data arrays stored as their JSON text by SQLite
                     db.execute(_INSERT_JSON, (orjson.dumps(rows),))
                 else:
-                    db.executemany("INSERT OR IGNORE INTO entity_entries VALUES (?,?,?,?,?)", rows)
+                    db.executemany(
+                        "INSERT OR IGNORE INTO entity_entries VALUES (?,?,?,?,?)",
+                        [(k, i, t, s, orjson.dumps(v).decode()) for k, i, t, s, v in rows],
+                    )
             if len(d):
                 # After the inserts, in the same transaction: an entry both added and dropped
                 # is gone.
