@@ -162,9 +162,14 @@ def build_pipeline(
         features.daily_rows = daily_rows
     champion = model if isinstance(model, LoadedModel) else model.champion.model
     check_model_inputs(features.defs, champion.feature_names, len(champion.feature_names))
+    from stream_infer.kafka.schema_registry import schema_registry_from_settings
+    from stream_infer.streamdef.decoders import build_decoder
+
+    registry = schema_registry_from_settings(settings.features)
     return ScoringPipeline(
         model,
         features,
+        decoder=build_decoder(features.defs.source, registry=registry),
         threshold=settings.model.threshold,
         emit_features=settings.worker.emit_features,
         dead_letter_max_bytes=settings.worker.dead_letter_max_bytes,
