@@ -424,7 +424,8 @@ class FeatureSettings(_Frozen):
     """Feature state and the Feast repository."""
 
     repo_dir: Path = Field(
-        default=Path("examples/fraud/feature_repo"),
+        # Absolute: the worker, the sidecar and the benches read it from any working directory.
+        default=Path(__file__).resolve().parents[1] / "examples" / "fraud" / "feature_repo",
         description="the Feast repository whose definitions the stream computes (events, "
         "stream, daily and on-demand views, the feature service)",
     )
