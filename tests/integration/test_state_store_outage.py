@@ -17,8 +17,8 @@ from stream_infer.errors import StoreUnavailableError
 from stream_infer.features.compiled import FeatureComputer
 from stream_infer.state.daily_redis import RedisDailyRows
 from stream_infer.state.entity_rows import StoredEntry
-from stream_infer.state.redis_entities import RedisEntityStore
 from stream_infer.state.redis_client import connect
+from stream_infer.state.redis_entities import RedisEntityStore
 
 from .fraud_events import columns, fraud_defs, reference, stream_columns, write_set
 from .redis_server import RedisServer
