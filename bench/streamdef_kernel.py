@@ -1,4 +1,4 @@
-"""The compiled stream kernel against today's hand-written customer windows, and two ways of
+"""The compiled stream kernel, the compiled fraud example's feature step, and two ways of
 keeping min/max tables.
 
 ``python -m bench.streamdef_kernel [--events N] [--passes P]``
@@ -7,14 +7,9 @@ loadgen's simulator (300 customers over 183 days: about 107k transactions, the f
 kept), in batches of 512, columns built beforehand as a decoder builds them; every figure is
 the median over ``P`` passes, each from empty state, in µs per event:
 
-- ``today customer windows``: :class:`~stream_infer.state.customers.CustomerState` without a
-  store (key to slot, the batch kernel of :mod:`stream_infer.features.kernel`, the LRU);
 - ``compiled customer windows``: :class:`~stream_infer.streamdef.kernel.StreamKernel` on the
   fraud example's 6 stream features, read from examples/fraud/feature_repo (count and mean of
   tx_amount over 1, 7, 30 days);
-- ``today whole feature step``: ``FeatureComputer.compute_columns`` (all 15 features, no
-  terminal rows published), without and with the write-set bookkeeping for a store (with:
-  what bench.harness's features row measures; the compiled kernel keeps none yet);
 - ``compiled whole fraud example``: the kernel, the daily rows (no partials published) and the
   two on-demand views;
 - min/max: ``min`` and ``max`` of tx_amount over 1 and 30 days with the tables filled at the
@@ -37,9 +32,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from stream_infer.features.columns import TxColumns
-from stream_infer.features.online import FeatureComputer
-from stream_infer.state.customers import CustomerState
 from stream_infer.streamdef.daily import DailyRows
 from stream_infer.streamdef.kernel import StreamKernel
 from stream_infer.streamdef.ondemand import apply_on_demand
@@ -52,7 +44,7 @@ from stream_infer.streamdef.spec import (
 )
 
 BATCH = 512
-#: Pruned as today's customer state prunes: a day past the longest window.
+#: Pruned as the worker's entity state prunes by default: a day past the longest window.
 MARGIN_S = SECONDS_PER_DAY
 Columns = dict[str, npt.NDArray[Any]]
 
@@ -87,21 +79,6 @@ def batches(cols: Columns) -> list[Columns]:
     return [{k: v[i : i + BATCH] for k, v in cols.items()} for i in range(0, n, BATCH)]
 
 
-def tx_batches(cols: Columns) -> list[TxColumns]:
-    return [
-        TxColumns(
-            b["transaction_id"].tolist(),
-            b["customer_id"].tolist(),
-            b["terminal_id"].tolist(),
-            b["tx_datetime"],
-            b["tx_amount"],
-            np.zeros(len(b["tx_datetime"]), dtype=np.int64),
-            b[SEQ_COLUMN],
-        )
-        for b in batches(cols)
-    ]
-
-
 def median_us(passes: int, n: int, make: Callable[[], Callable[[], object]]) -> float:
     """Median µs per event of ``make()()`` over ``passes`` (``make`` builds fresh state)."""
     runs = []
@@ -133,16 +110,7 @@ def main() -> None:
     cols = event_columns(simulated(args.events))
     n = len(cols["transaction_id"])
     parts = batches(cols)
-    txs = tx_batches(cols)
     fraud = fraud_definitions()
-
-    def today_windows() -> Callable[[], object]:
-        state = CustomerState(None, True, persist=False)
-        return lambda: [state.windows(b) for b in txs]
-
-    def today_step(persist: bool = False) -> Callable[[], object]:
-        fc = FeatureComputer(persist=persist)
-        return lambda: [fc.compute_columns(b) for b in txs]
 
     def compiled(defs: StreamDefinitions, refresh: str = "append") -> Callable[[], object]:
         kernel = StreamKernel(defs, margin_s=MARGIN_S, refresh=refresh)
@@ -164,11 +132,7 @@ def main() -> None:
 
     p = args.passes
     print(f"{n} events, batches of {BATCH}, median of {p} passes (µs/event)")
-    print(f"today customer windows        {median_us(p, n, today_windows):6.2f}")
     print(f"compiled customer windows     {median_us(p, n, lambda: compiled(fraud)):6.2f}")
-    print(f"today whole feature step      {median_us(p, n, today_step):6.2f}")
-    harness = median_us(p, n, lambda: today_step(persist=True))
-    print(f"  the same with write sets      {harness:6.2f}  (bench.harness's features row)")
     print(f"compiled whole fraud example  {median_us(p, n, compiled_whole):6.2f}")
     day = SECONDS_PER_DAY
     extremes = windowed(

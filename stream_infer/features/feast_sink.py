@@ -21,10 +21,20 @@ import numpy.typing as npt
 
 from stream_infer.config import RedisSettings
 from stream_infer.features.definitions import CUSTOMER_FEATURES, FEATURE_NAMES
-from stream_infer.features.online import TerminalRow
+from stream_infer.streamdef.daily_source import DailyRow
 
 log = logging.getLogger(__name__)
 _CUSTOMER_COLUMNS = [FEATURE_NAMES.index(name) for name in CUSTOMER_FEATURES]
+#: The fraud example's daily view, as the label processor publishes it.
+TERMINAL_COUNTS = "terminal_counts"
+
+
+def terminal_risk_row(row: DailyRow) -> DailyRow:
+    """A ``terminal_counts`` row ``(nb_tx_1d, nb_fraud_1d, ..._7d, ..._30d)`` as the Feast
+    serving view's ``(nb_tx, risk)`` pairs: risk = frauds / transactions, 0 when there are
+    none (the fraud example's ODFV ``terminal_risk``)."""
+    a, b, c, d, e, f = row
+    return (a, b / a if a else 0.0, c, d / c if c else 0.0, e, f / e if e else 0.0)
 
 
 class FeastCustomerSink:
@@ -120,26 +130,32 @@ class FeastCustomerSink:
 
 
 class FeastTerminalSink:
-    """A label-processor sink writing final terminal rows to Feast's online store."""
+    """A label-processor row sink writing the final ``terminal_counts`` rows to Feast's online
+    store as the serving repository's ``terminal_risk`` rows (other views are not served)."""
 
     def __init__(self, repo_dir: Path, redis_url: str | RedisSettings | None = None) -> None:
         from stream_infer.features.feast_repo import feature_store
 
         self._store = feature_store(repo_dir, redis_url)
 
-    def publish(self, rows: Mapping[tuple[str, int], TerminalRow], complete_through: int) -> None:
+    def publish(
+        self, rows: Mapping[str, Mapping[tuple[str, int], DailyRow]], complete_through: int
+    ) -> None:
         import pandas as pd
 
         from stream_infer.features.definitions import SECONDS_PER_DAY, TERMINAL_FEATURES
         from stream_infer.features.feast_repo import write_terminal_rows
 
-        if not rows:
+        got = rows.get(TERMINAL_COUNTS, {})
+        if not got:
             return
-        frame = pd.DataFrame(list(rows.values()), columns=list(TERMINAL_FEATURES))
-        frame.insert(0, "terminal_id", [t for t, _d in rows])
+        frame = pd.DataFrame(
+            [terminal_risk_row(r) for r in got.values()], columns=list(TERMINAL_FEATURES)
+        )
+        frame.insert(0, "terminal_id", [t for t, _d in got])
         frame.insert(
             1,
             "event_timestamp",
-            [datetime.fromtimestamp(d * SECONDS_PER_DAY, tz=UTC) for _t, d in rows],
+            [datetime.fromtimestamp(d * SECONDS_PER_DAY, tz=UTC) for _t, d in got],
         )
         write_terminal_rows(self._store, frame)

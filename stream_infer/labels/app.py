@@ -333,10 +333,9 @@ def run(settings: Settings) -> None:
     sinks: list[RowSink] = []
     if settings.features.feast_online:
         from stream_infer.features.feast_sink import FeastTerminalSink
-        from stream_infer.state.terminal_cache import TerminalSinkBridge
 
         redis = settings.redis if settings.redis.enabled else None
-        sinks.append(TerminalSinkBridge(FeastTerminalSink(settings.features.feast_repo_dir, redis)))
+        sinks.append(FeastTerminalSink(settings.features.feast_repo_dir, redis))
     metrics = LabelMetrics()
     aggregator = build_aggregator(settings, partitions, defs, sinks, metrics)
     app, _stats = create_app(settings, aggregator, metrics)

@@ -1,12 +1,12 @@
 """Entity histories as columns: one pool of numpy arrays, one contiguous segment per entity.
 
-The generalisation of :class:`stream_infer.features.pool.HistoryPool` to any set of columns. An
-entity is a *slot*; its entries live at ``start[slot] : start[slot] + length[slot]`` of every
-pool array (the pool axis is each array's last), sorted by ``(time, seq)``, with room for
-``cap[slot]`` entries. Only an entity that outgrows its room moves (to the end of the pool, at
-twice the size); the pool is compacted once half of it is holes. What the arrays mean (values,
-running sums, min/max tables, stored features) is the kernel's business; this module only
-keeps them together.
+The generalisation of the hand-written path's customer history pool (removed) to any set of
+columns. An entity is a *slot*; its entries live at ``start[slot] : start[slot] +
+length[slot]`` of every pool array (the pool axis is each array's last), sorted by
+``(time, seq)``, with room for ``cap[slot]`` entries. Only an entity that outgrows its room
+moves (to the end of the pool, at twice the size); the pool is compacted once half of it is
+holes. What the arrays mean (values, running sums, min/max tables, stored features) is the
+kernel's business; this module only keeps them together.
 """
 
 from __future__ import annotations

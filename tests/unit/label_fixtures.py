@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stream_infer.features.definitions import LABEL_DELAY_DAYS, WINDOWS_DAYS, terminal_features
+from stream_infer.features.feast_sink import terminal_risk_row
 from stream_infer.labels.aggregator import LabelAggregator, PartialStore, RowSink
 from stream_infer.labels.partials import aggregates, merge
-from stream_infer.state.terminal_cache import terminal_row
 from stream_infer.streamdef.daily_source import DailyRow
 
 from .streamdef_fixtures import fraud_definitions
@@ -31,7 +31,7 @@ def counts_row(daily: Mapping[int, tuple[int, int]], day: int) -> DailyRow:
         fraud = sum(daily.get(d, (0, 0))[1] for d in range(end - n, end))
         out += (float(nb), float(fraud))
     row = tuple(out)
-    assert terminal_row(row) == terminal_features(daily, day)
+    assert terminal_risk_row(row) == terminal_features(daily, day)
     return row
 
 
