@@ -29,7 +29,13 @@ from stream_infer.training.trainer import (
     fit_and_evaluate,
     handbook_split,
 )
-from stream_infer.training.workflow import build_frame, load_transactions, resolve_train_start
+from stream_infer.training.workflow import (
+    build_frame,
+    load_definitions,
+    load_transactions,
+    resolve_train_start,
+    warm_up_days,
+)
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,15 @@ def has_xgboost() -> bool:
 
 
 def compare(
-    frame: pd.DataFrame, split: SplitConfig, seed: int = 0, extra: Sequence[ModelKind] = ()
+    frame: pd.DataFrame,
+    split: SplitConfig,
+    seed: int = 0,
+    extra: Sequence[ModelKind] = (),
+    *,
+    inputs: Sequence[str],
 ) -> list[dict[str, object]]:
-    """Fit and evaluate every runnable baseline (plus ``extra`` kinds) on one split.
+    """Fit and evaluate every runnable baseline (plus ``extra`` kinds) on one split, on the
+    frame's ``inputs`` columns.
 
     Returns:
         One dict per row: ``model``, ``kind``, our ``auc_roc``, ``average_precision``,
@@ -92,7 +104,7 @@ def compare(
         ours: tuple[float | None, ...] = (None, None, None, None)
         if kind is not None:
             began = time.perf_counter()
-            _estimator, metrics = fit_and_evaluate(train, test, kind, seed)
+            _estimator, metrics = fit_and_evaluate(train, test, kind, seed, inputs=inputs)
             ours = (
                 metrics["auc_roc"],
                 metrics["average_precision"],
@@ -150,10 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     began = time.perf_counter()
     raw = load_transactions(args.transactions, args.quick, args.seed)
-    frame = build_frame(raw, load_settings())
-    split = resolve_train_start(frame, args.train_start_day, args.train_start)
-    rows = compare(frame, split, args.seed, extra=args.extra)
-    first = pd.to_datetime(frame["tx_datetime"]).min().floor("D")
+    settings = load_settings()
+    defs = load_definitions(settings)
+    frame = build_frame(raw, defs, settings)
+    split = resolve_train_start(frame, args.train_start_day, args.train_start, warm_up_days(defs))
+    rows = compare(frame, split, args.seed, extra=args.extra, inputs=defs.inputs)
+    first = frame["tx_datetime"].min().floor("D")
     r = rows[0]
     print(
         f"{len(raw):,} transactions; training week from "

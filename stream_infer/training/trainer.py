@@ -19,9 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from stream_infer.features.definitions import FEATURE_NAMES, LABEL_DELAY_DAYS
-from stream_infer.model.export import to_onnx
-from stream_infer.model.registry import ModelRegistry, ModelVersion
+from stream_infer.model.registry import ModelVersion
 from stream_infer.training.evaluate import evaluate
 
 ModelKind = Literal["logreg", "tree", "tree-deep", "forest", "forest-deep", "mlp"]
@@ -29,6 +27,8 @@ ModelKind = Literal["logreg", "tree", "tree-deep", "forest", "forest-deep", "mlp
 MODEL_KINDS: Final[tuple[str, ...]] = get_args(ModelKind)
 #: The handbook's training-week start for its baselines (day 115 of its 2018-04-01 simulation).
 HANDBOOK_TRAIN_START: Final = date(2018, 7, 25)
+#: The handbook's gap between the training and the test week (its labels' delay, in days).
+HANDBOOK_DELAY_DAYS: Final = 7
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,27 @@ class SplitConfig:
 
     train_start_day: int
     train_days: int = 7
-    delay_days: int = LABEL_DELAY_DAYS
+    delay_days: int = HANDBOOK_DELAY_DAYS
     test_days: int = 7
 
     @property
     def span_days(self) -> int:
         """Days from the training week's first day to the test week's last, inclusive."""
         return self.train_days + self.delay_days + self.test_days
+
+
+def utc_naive(times: pd.Series) -> pd.Series:
+    """``times`` as naive UTC datetimes: tz-aware ones converted to UTC, then the zone dropped;
+    naive ones are taken as UTC already. Day indexes and dates are computed on this only, so a
+    frame's zone (the training set's times are tz-aware UTC) never shifts a day.
+
+    Raises:
+        ValueError: a value is not a time.
+    """
+    stamps = pd.to_datetime(times)
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    return stamps
 
 
 def first_day(frame: pd.DataFrame) -> date:
@@ -55,7 +69,7 @@ def first_day(frame: pd.DataFrame) -> date:
     """
     if frame.empty:
         raise ValueError("no transactions")
-    first: date = pd.to_datetime(frame["tx_datetime"]).min().date()
+    first: date = utc_naive(frame["tx_datetime"]).min().date()
     return first
 
 
@@ -69,7 +83,7 @@ def day_index(frame: pd.DataFrame, when: date) -> int:
 
 
 def _days(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
-    times = pd.to_datetime(frame["tx_datetime"])
+    times = utc_naive(frame["tx_datetime"])
     first = times.min().floor("D")
     return np.asarray((times - first).dt.days, dtype=np.int64)
 
@@ -147,56 +161,24 @@ class TrainResult:
 
 
 def fit_and_evaluate(
-    train: pd.DataFrame, test: pd.DataFrame, kind: ModelKind, seed: int = 0
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    kind: ModelKind,
+    seed: int = 0,
+    *,
+    inputs: Sequence[str],
 ) -> tuple[Any, dict[str, float]]:
-    """Fit ``kind`` on ``train`` and return it with its metrics on ``test``."""
+    """Fit ``kind`` on ``train``'s ``inputs`` columns (the model's features, in its input
+    order) and return it with its metrics on ``test``."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
     estimator = make_estimator(kind, seed)
-    x = train[list(FEATURE_NAMES)].to_numpy(np.float32)
+    x = train[list(inputs)].to_numpy(np.float32)
     with warnings.catch_warnings():
         # Early stopping on a short quick run is expected; the metrics tell the real story.
         warnings.simplefilter("ignore", ConvergenceWarning)
         estimator.fit(x, train["tx_fraud"].to_numpy())
-    scores = estimator.predict_proba(test[list(FEATURE_NAMES)].to_numpy(np.float32))[:, 1]
+    scores = estimator.predict_proba(test[list(inputs)].to_numpy(np.float32))[:, 1]
     return estimator, evaluate(test, scores)
-
-
-def train_and_register(
-    frame: pd.DataFrame,
-    registry: ModelRegistry,
-    name: str,
-    split: SplitConfig,
-    kind: ModelKind = "logreg",
-    *,
-    feature_service: str | None = None,
-    seed: int = 0,
-) -> TrainResult:
-    """Split, fit, evaluate, export to ONNX, and register as the production version.
-
-    ``frame`` holds the 15 features plus tx_datetime, customer_id and tx_fraud.
-
-    Raises:
-        ValueError: the split leaves no training or no test rows.
-    """
-    train, test = handbook_split(frame, split)
-    if train.empty or test.empty or train["tx_fraud"].nunique() < 2:
-        raise ValueError(
-            f"split {split} leaves {len(train)} training rows ({int(train['tx_fraud'].sum())} "
-            f"frauds) and {len(test)} test rows: generate more days"
-        )
-    estimator, metrics = fit_and_evaluate(train, test, kind, seed)
-    metrics["train_transactions"] = float(len(train))
-    metrics["train_frauds"] = float(train["tx_fraud"].sum())
-    version = registry.register(
-        name,
-        to_onnx(estimator, len(FEATURE_NAMES)),
-        FEATURE_NAMES,
-        metrics=metrics,
-        training_data_hash=frame_hash(train, [*FEATURE_NAMES, "tx_fraud"]),
-        feature_service=feature_service,
-        description=f"{kind} on {len(train)} rows",
-    )
-    return TrainResult(version, metrics, len(train), len(test))

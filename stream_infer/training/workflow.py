@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,6 @@ import numpy as np
 import pandas as pd
 
 from stream_infer.config import Settings
-from stream_infer.features.definitions import (
-    CUSTOMER_HORIZON_S,
-    FEATURE_NAMES,
-    SECONDS_PER_DAY,
-    TERMINAL_HORIZON_DAYS,
-)
 from stream_infer.model.export import to_onnx
 from stream_infer.model.intake import (
     FeatureService,
@@ -42,6 +36,7 @@ from stream_infer.model.intake import (
     register_onnx,
 )
 from stream_infer.model.registry import Registry, open_registry
+from stream_infer.streamdef.spec import SECONDS_PER_DAY, StreamDefinitions
 from stream_infer.training.trainer import (
     HANDBOOK_TRAIN_START,
     ModelKind,
@@ -51,14 +46,32 @@ from stream_infer.training.trainer import (
     fit_and_evaluate,
     frame_hash,
     handbook_split,
+    utc_naive,
 )
 
 #: Small enough to run in seconds, large enough for a 30-day warm-up and the split.
 QUICK_SIMULATION = {"n_customers": 500, "n_terminals": 1000, "nb_days": 60, "seed": 0}
-#: From this day index on, every feature window lies inside the data: customer windows reach
-#: 30 days back, terminal windows 37 (the 7-day label delay, then 30 days).
-WARM_UP_DAYS = max(CUSTOMER_HORIZON_S // SECONDS_PER_DAY, TERMINAL_HORIZON_DAYS)
-FEATURE_SERVICE = "fraud_model_v1"
+
+
+def warm_up_days(defs: StreamDefinitions) -> int:
+    """The first day index from which every feature window lies inside the data: the longest
+    stream window in whole days (rounded up), or a daily view's delay plus its longest window
+    (the fraud example: 30 and 7 + 30, so 37)."""
+    stream = [-(-v.horizon_s // SECONDS_PER_DAY) for v in defs.stream_views]
+    daily = [v.horizon_days for v in defs.daily_views]
+    return max([*stream, *daily, 0])
+
+
+def load_definitions(settings: Settings) -> StreamDefinitions:
+    """The declared repository's definitions (``features.repo_dir``): what the model is
+    trained on and what the stream serves it.
+
+    Raises:
+        DefinitionError: the repository is refused.
+    """
+    from stream_infer.streamdef.feast_reader import load_definitions as load
+
+    return load(settings.features.repo_dir)
 
 
 def load_transactions(path: Path | None, quick: bool, seed: int) -> pd.DataFrame:
@@ -72,44 +85,49 @@ def load_transactions(path: Path | None, quick: bool, seed: int) -> pd.DataFrame
     return generate(SimulationConfig(**params), progress=False)  # type: ignore[arg-type]
 
 
-def build_frame(raw: pd.DataFrame, settings: Settings, via_feast: bool = False) -> pd.DataFrame:
-    """The 15 features of every transaction plus ``tx_datetime``, ``customer_id`` and
-    ``tx_fraud``: computed in batch with the shared definitions, or through Feast's
-    point-in-time join (slower; it drops rows Feast cannot join, see DESIGN.md).
+def build_frame(
+    raw: pd.DataFrame, defs: StreamDefinitions, settings: Settings, via_feast: bool = False
+) -> pd.DataFrame:
+    """The training frame of ``raw`` (transactions with their ``tx_fraud`` labels): the
+    definitions' inputs, keys, ``tx_datetime`` (naive UTC, converted here once) and
+    ``tx_fraud``, one row per transaction in time order, built by the training set builder
+    (:func:`stream_infer.streamdef.training.training_frame`, the labels read from ``raw``
+    itself); or through the Feast serving repository's point-in-time join (a check: slower,
+    it drops rows Feast cannot join, see DESIGN.md).
 
     Raises:
-        ValueError: as :func:`stream_infer.features.offline.compute_features`.
+        DefinitionError: ``raw`` lacks a field of the definitions' sources.
     """
     if via_feast:
         from stream_infer.features.feast_repo import training_frame_via_feast
 
-        return training_frame_via_feast(raw, settings)
-    from stream_infer.features.offline import compute_features
+        frame = training_frame_via_feast(raw, settings)
+    else:
+        from stream_infer.streamdef.training import training_frame
 
-    feats = compute_features(raw)
-    return feats.merge(
-        raw[["transaction_id", "tx_datetime", "tx_fraud"]], on="transaction_id", how="left"
-    )
+        frame = training_frame(defs, raw, raw)
+    return frame.assign(tx_datetime=utc_naive(frame["tx_datetime"]))
 
 
-def default_train_start_day(frame: pd.DataFrame, split_days: int) -> int:
+def default_train_start_day(frame: pd.DataFrame, split_days: int, warm_up: int) -> int:
     """The handbook's training start (2018-07-25) when the frame covers its whole split after
-    the warm-up (:data:`WARM_UP_DAYS`), else the first day after the warm-up.
+    the ``warm_up`` days (:func:`warm_up_days`), else the first day after the warm-up.
 
     Raises:
         ValueError: the frame is empty.
     """
     handbook = day_index(frame, HANDBOOK_TRAIN_START)
-    covered = day_index(frame, pd.to_datetime(frame["tx_datetime"]).max().date()) + 1
-    if handbook >= WARM_UP_DAYS and handbook + split_days <= covered:
+    covered = day_index(frame, utc_naive(frame["tx_datetime"]).max().date()) + 1
+    if handbook >= warm_up and handbook + split_days <= covered:
         return handbook
-    return WARM_UP_DAYS
+    return warm_up
 
 
 def resolve_train_start(
-    frame: pd.DataFrame, train_start_day: int | None, train_start: date | None
+    frame: pd.DataFrame, train_start_day: int | None, train_start: date | None, warm_up: int
 ) -> SplitConfig:
-    """The split for a start given as a day index, a date, or neither (the default).
+    """The split for a start given as a day index, a date, or neither (the default, after
+    ``warm_up`` days: see :func:`default_train_start_day`).
 
     Raises:
         ValueError: both are given, or the date is before the frame's first day.
@@ -123,7 +141,7 @@ def resolve_train_start(
         return SplitConfig(train_start_day=start)
     if train_start_day is not None:
         return SplitConfig(train_start_day=train_start_day)
-    return SplitConfig(default_train_start_day(frame, SplitConfig(0).span_days))
+    return SplitConfig(default_train_start_day(frame, SplitConfig(0).span_days, warm_up))
 
 
 def code_commit(where: Path | None = None) -> str | None:
@@ -173,7 +191,8 @@ def train_candidate(
     split: SplitConfig,
     kind: ModelKind = "logreg",
     *,
-    feature_service: str | None = None,
+    inputs: Sequence[str],
+    feature_service: str,
     seed: int = 0,
     promote: bool = False,
     actor: str | None = None,
@@ -182,9 +201,10 @@ def train_candidate(
     """Split, fit, evaluate, export to ONNX, and register a candidate (champion if
     ``promote``, or if the model has none yet).
 
-    ``frame`` holds the 15 features plus tx_datetime, customer_id and tx_fraud. The version
-    is registered by :func:`stream_infer.model.intake.register_onnx` for ``feature_service``
-    (default :data:`FEATURE_SERVICE`), with the test week as its reference set.
+    ``frame`` holds the ``inputs`` columns (the feature service's features, in its order: the
+    model's input and feature names) plus tx_datetime, customer_id and tx_fraud. The version
+    is registered by :func:`stream_infer.model.intake.register_onnx` for ``feature_service``,
+    with the test week as its reference set.
 
     Raises:
         ValueError: the split leaves no training or no test rows.
@@ -195,18 +215,18 @@ def train_candidate(
             f"split {split} leaves {len(train)} training rows ({int(train['tx_fraud'].sum())} "
             f"frauds) and {len(test)} test rows: generate more days"
         )
-    estimator, metrics = fit_and_evaluate(train, test, kind, seed)
+    estimator, metrics = fit_and_evaluate(train, test, kind, seed, inputs=inputs)
     metrics["train_transactions"] = float(len(train))
     metrics["train_frauds"] = float(train["tx_fraud"].sum())
     version = register_onnx(
         registry,
         name,
-        to_onnx(estimator, len(FEATURE_NAMES)),
-        FeatureService(feature_service or FEATURE_SERVICE, FEATURE_NAMES),
-        reference=test[list(FEATURE_NAMES)].to_numpy(np.float64),
+        to_onnx(estimator, len(inputs)),
+        FeatureService(feature_service, tuple(inputs)),
+        reference=test[list(inputs)].to_numpy(np.float64),
         provenance=Provenance(
             metrics=metrics,
-            training_data_hash=frame_hash(train, [*FEATURE_NAMES, "tx_fraud"]),
+            training_data_hash=frame_hash(train, [*inputs, "tx_fraud"]),
             description=f"{kind} on {len(train)} rows",
             hyperparameters=hyperparameters(estimator, kind, seed, split),
             code_commit=code_commit(),
@@ -233,23 +253,24 @@ def run_training(
     reason: str = "",
     echo: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Build the training frame with the shared definitions, train, and register a candidate
-    in the configured registry (see :func:`train_candidate`).
+    """Build the training frame from the declared repository (``features.repo_dir``), train
+    on its feature service's inputs, and register a candidate for that service in the
+    configured registry (see :func:`train_candidate`).
 
     The training week starts at ``train_start`` (a date), or ``train_start_day`` (a day index
     from the data's first day), or by default as :func:`default_train_start_day` says.
 
     Raises:
         ValueError: both starts are given, or the split leaves no training or test rows.
+        DefinitionError: the repository is refused, or the transactions lack a field of it.
     """
     began = time.perf_counter()
+    defs = load_definitions(settings)
     raw = load_transactions(transactions, quick, seed)
     echo(f"{len(raw):,} transactions, {raw['tx_fraud'].mean():.2%} fraud")
-    frame = build_frame(raw, settings, via_feast)
-    split = resolve_train_start(frame, train_start_day, train_start)
-    t0 = pd.to_datetime(frame["tx_datetime"]).min().floor("D") + pd.Timedelta(
-        days=split.train_start_day
-    )
+    frame = build_frame(raw, defs, settings, via_feast)
+    split = resolve_train_start(frame, train_start_day, train_start, warm_up_days(defs))
+    t0 = frame["tx_datetime"].min().floor("D") + pd.Timedelta(days=split.train_start_day)
     echo(f"features in {time.perf_counter() - began:.1f}s; training week from {t0.date()}")
     result = train_candidate(
         frame,
@@ -257,7 +278,8 @@ def run_training(
         settings.model.name,
         split,
         kind,
-        feature_service=FEATURE_SERVICE,
+        inputs=defs.inputs,
+        feature_service=defs.service,
         seed=seed,
         promote=promote,
         actor=actor,

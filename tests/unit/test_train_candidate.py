@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,9 @@ from stream_infer.model.intake import reference_distribution
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.training.trainer import SplitConfig
 from stream_infer.training.workflow import code_commit, train_candidate
+
+#: The fraud example's feature service: its name and inputs, the model's feature names.
+SERVICE: dict[str, Any] = {"inputs": FEATURE_NAMES, "feature_service": "fraud_model_v1"}
 
 
 def feature_frame(days: int = 24, per_day: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -54,7 +58,7 @@ def test_training_registers_candidates_with_provenance(tmp_path: Path) -> None:
     reg = ModelRegistry(tmp_path)
     frame = feature_frame()
     split = SplitConfig(train_start_day=2)
-    first = train_candidate(frame, reg, "fraud", split, "logreg", seed=0)
+    first = train_candidate(frame, reg, "fraud", split, "logreg", seed=0, **SERVICE)
     m = first.version.manifest
     assert reg.serving("fraud").champion == 1  # the first version serves
     assert m.semver == "1.0.0" and m.hyperparameters["kind"] == "logreg"
@@ -70,11 +74,18 @@ def test_training_registers_candidates_with_provenance(tmp_path: Path) -> None:
         "high",
     )
 
-    again = train_candidate(frame, reg, "fraud", split, "tree", seed=0)
+    again = train_candidate(frame, reg, "fraud", split, "tree", seed=0, **SERVICE)
     assert again.version.manifest.semver == "1.0.1"  # same data, same inputs
     assert reg.serving("fraud").champion == 1  # a candidate until promoted
     moved = train_candidate(
-        frame, reg, "fraud", SplitConfig(3), promote=True, actor="ci", reason="retrained"
+        frame,
+        reg,
+        "fraud",
+        SplitConfig(3),
+        promote=True,
+        actor="ci",
+        reason="retrained",
+        **SERVICE,
     )
     assert moved.version.manifest.semver == "1.1.0"  # another training week: new data
     assert reg.serving("fraud").champion == 3

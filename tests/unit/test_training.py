@@ -18,12 +18,16 @@ from stream_infer.training.trainer import (
     make_estimator,
 )
 from stream_infer.training.workflow import (
-    WARM_UP_DAYS,
     default_train_start_day,
     resolve_train_start,
+    warm_up_days,
 )
 
+from .fraud_defs import fraud_defs
+
 START = datetime(2018, 4, 1)
+#: The fraud example's warm-up (its terminal windows: the 7-day label delay, then 30 days).
+WARM_UP_DAYS = 37
 
 
 def tx(day: int, customer: str, fraud: int = 0, hour: int = 12) -> dict[str, object]:
@@ -80,22 +84,22 @@ def test_split_counts_days_from_the_first_utc_day_and_dates_resolve() -> None:
     frame = split_frame()
     frame.loc[0, "tx_datetime"] = START + timedelta(hours=23, minutes=59)  # still day 0
     assert day_index(frame, date(2018, 7, 25)) == 115
-    assert resolve_train_start(frame, None, date(2018, 4, 3)) == SplitConfig(2)
-    assert resolve_train_start(frame, 5, None) == SplitConfig(5)
+    assert resolve_train_start(frame, None, date(2018, 4, 3), WARM_UP_DAYS) == SplitConfig(2)
+    assert resolve_train_start(frame, 5, None, WARM_UP_DAYS) == SplitConfig(5)
     with pytest.raises(ValueError, match="not both"):
-        resolve_train_start(frame, 5, date(2018, 4, 3))
+        resolve_train_start(frame, 5, date(2018, 4, 3), WARM_UP_DAYS)
     with pytest.raises(ValueError, match="before"):
-        resolve_train_start(frame, None, date(2018, 3, 31))
+        resolve_train_start(frame, None, date(2018, 3, 31), WARM_UP_DAYS)
 
 
 def test_default_start_is_the_handbook_week_when_covered() -> None:
     span = SplitConfig(0).span_days
     full = frame_of([tx(0, "a"), tx(182, "a")])  # the default simulation's 183 days
-    assert default_train_start_day(full, span) == 115
+    assert default_train_start_day(full, span, WARM_UP_DAYS) == 115
     short = frame_of([tx(0, "a"), tx(59, "a")])  # --quick: 60 days
-    assert default_train_start_day(short, span) == WARM_UP_DAYS
+    assert default_train_start_day(short, span, WARM_UP_DAYS) == WARM_UP_DAYS
     late = frame_of([tx(100, "a"), tx(200, "a")])  # 2018-07-25 is inside the warm-up
-    assert default_train_start_day(late, span) == WARM_UP_DAYS
+    assert default_train_start_day(late, span, WARM_UP_DAYS) == WARM_UP_DAYS
 
 
 def cp_frame() -> tuple[pd.DataFrame, np.ndarray]:
@@ -151,9 +155,12 @@ def test_every_kind_builds_and_the_baselines_table_runs() -> None:
     from stream_infer.config import load_settings
     from stream_infer.training.workflow import build_frame
 
+    defs = fraud_defs()
+    assert warm_up_days(defs) == WARM_UP_DAYS
     raw = generate(SimulationConfig(n_customers=300, n_terminals=600, nb_days=60), progress=False)
-    frame = build_frame(raw, load_settings())
-    rows = compare(frame, SplitConfig(WARM_UP_DAYS), extra=["forest"])
+    frame = build_frame(raw, defs, load_settings())
+    assert len(frame) == len(raw) and frame["tx_datetime"].dt.tz is None
+    rows = compare(frame, SplitConfig(WARM_UP_DAYS), extra=["forest"], inputs=defs.inputs)
     assert [r["model"] for r in rows][: len(HANDBOOK_BASELINES)] == [
         b.label for b in HANDBOOK_BASELINES
     ]
@@ -162,3 +169,17 @@ def test_every_kind_builds_and_the_baselines_table_runs() -> None:
             assert 0.5 < float(row["auc_roc"]) <= 1.0  # type: ignore[arg-type]
     table = markdown_table(rows)
     assert "| logistic regression |" in table and "| XGBoost | n/a |" in table
+
+
+def test_day_indexes_read_tz_aware_times_in_utc() -> None:
+    frame = split_frame()
+    frame.loc[0, "tx_datetime"] = START + timedelta(hours=23, minutes=59)  # 01:59 in Paris
+    # The training set's times are tz-aware UTC; other zones count by their UTC day too.
+    aware = frame.assign(tx_datetime=frame["tx_datetime"].dt.tz_localize("UTC"))
+    paris = aware.assign(tx_datetime=aware["tx_datetime"].dt.tz_convert("Europe/Paris"))
+    want = handbook_split(frame, SplitConfig(train_start_day=2))
+    for other in (aware, paris):
+        assert day_index(other, date(2018, 7, 25)) == 115
+        got = handbook_split(other, SplitConfig(train_start_day=2))
+        for g, w in zip(got, want, strict=True):
+            assert g["transaction_id"].tolist() == w["transaction_id"].tolist()
