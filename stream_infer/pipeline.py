@@ -173,9 +173,16 @@ class ScoringPipeline:
         keys = events[self.source.key_field].tolist()
         routed = routed_score(self.serving, matrix, keys, self.on_model_error)
         t2 = time.perf_counter()
-        scores = routed.scores
+        # Each row judged by the rule of the version that served it (its manifest's direction
+        # and threshold; ``self.threshold`` only where a manifest records none).
         return BatchScores(
-            scores, scores >= self.threshold, matrix, flags, t1 - t0, t2 - t1, routed
+            routed.scores,
+            routed.is_positive(self.threshold),
+            matrix,
+            flags,
+            t1 - t0,
+            t2 - t1,
+            routed,
         )
 
     def process(self, records: Sequence[RecordLike]) -> BatchResult:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import pytest
 
@@ -10,7 +12,7 @@ from stream_infer.events import DeadLetter, Score
 from stream_infer.features.compiled import FeatureComputer
 from stream_infer.features.definitions import FEATURE_NAMES
 from stream_infer.model.registry import ModelRegistry
-from stream_infer.model.session import load_model
+from stream_infer.model.session import LoadedModel, load_model
 from stream_infer.pipeline import ScoringPipeline
 from stream_infer.streamdef.daily import DayAggregate
 from stream_infer.streamdef.daily_source import InMemoryDailyRows
@@ -109,3 +111,22 @@ def test_dead_letter_limits_are_checked_at_construction(registry: ModelRegistry)
             dead_letter_max_bytes=8192,
             dead_letter_prefix_bytes=8192,
         )
+
+
+def test_a_low_is_positive_model_marks_low_scores_positive(registry: ModelRegistry) -> None:
+    model = load_model(registry, "fraud", FEATURE_NAMES)
+    records = [FakeRecord(tx(i, amount=0.5 * i), _offset=i) for i in range(6)]
+
+    def scored(m: LoadedModel) -> list[Score]:
+        pipe = ScoringPipeline(m, FeatureComputer(fraud_defs()), threshold=0.5)
+        return [Score.model_validate_json(o.value) for o in pipe.process(records).scores]
+
+    values = sorted(s.score for s in scored(model))
+    cut = values[len(values) // 2]
+    assert values[0] < cut < values[-1]  # scores on both sides of the cut
+    low = scored(replace(model, score_kind="decision", positive="low", threshold=cut))
+    assert [s.is_fraud for s in low] == [s.score <= cut for s in low]
+    assert any(s.is_fraud for s in low) and not all(s.is_fraud for s in low)
+    # The setting serves only a manifest that records no threshold: the direction still holds.
+    unset = scored(replace(model, positive="low", threshold=None))
+    assert [s.is_fraud for s in unset] == [s.score <= 0.5 for s in unset]
