@@ -106,12 +106,14 @@ def features_build(
     import pandas as pd
 
     from stream_infer.features.feast_repo import write_offline_sources
-    from stream_infer.features.offline import compute_features
+    from stream_infer.features.serving_frame import feature_frame
+    from stream_infer.streamdef.feast_reader import load_definitions
 
     settings = _settings(ctx)
     raw = pd.read_parquet(transactions)
     label_frame = pd.read_parquet(labels) if labels is not None else None
-    frame = compute_features(raw, label_frame)
+    defs = load_definitions(settings.features.repo_dir)
+    frame = feature_frame(defs, raw, label_frame)
     paths = write_offline_sources(frame, settings.features.feast_repo_dir)
     if out is not None:
         frame.to_parquet(out, index=False)

@@ -11,7 +11,7 @@ first row), and entity rows sharing keys and time are collapsed into one. Rows o
 with no feature rows at all come back with NaN features. :func:`historical_features` re-aligns
 the result on ``transaction_id`` and raises, or flags the rows (``feast_missing``), when any row
 lost a feature; entity frames from :func:`entity_frame` have times distinct per second
-(:func:`~stream_infer.features.offline.event_timestamps`), so nothing is collapsed.
+(:func:`~stream_infer.features.serving_frame.event_timestamps`), so nothing is collapsed.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from stream_infer.features.definitions import (
     SECONDS_PER_DAY,
     TERMINAL_FEATURES,
 )
-from stream_infer.features.offline import compute_features, epoch_seconds
+from stream_infer.features.serving_frame import feature_frame
+from stream_infer.streamdef.training import epoch_seconds_of
 
 if TYPE_CHECKING:
     from stream_infer.config import RedisSettings, Settings
@@ -219,7 +220,7 @@ def write_offline_sources(features: pd.DataFrame, repo_dir: Path) -> tuple[Path,
     """Write the parquet batch sources of both views from a feature frame; returns their paths.
 
     Args:
-        features: :func:`~stream_infer.features.offline.compute_features` output.
+        features: :func:`~stream_infer.features.serving_frame.feature_frame` output.
         repo_dir: the Feast repository; files go to its ``data/`` folder, replacing any there.
     """
     repo_dir = Path(repo_dir)
@@ -236,7 +237,7 @@ def entity_frame(features: pd.DataFrame) -> pd.DataFrame:
     for col in ("transaction_id", "customer_id", "terminal_id"):
         out[col] = _as_str(out[col])
     out[AMOUNT_FIELD] = features["tx_amount"].to_numpy(np.float64)
-    out[EPOCH_SECONDS_FIELD] = epoch_seconds(out["event_timestamp"])
+    out[EPOCH_SECONDS_FIELD] = epoch_seconds_of(out["event_timestamp"])
     return out
 
 
@@ -370,15 +371,19 @@ def online_features(
 def training_frame_via_feast(raw: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """The training frame through Feast's offline store (a check of the direct path).
 
-    Computes the features with the shared definitions, writes them as the repository's batch
-    sources, applies the repository and retrieves every transaction point-in-time. The file
-    store joins each entity row with all of its entity's rows, so this suits thousands of
-    transactions, not millions.
+    Computes the features with the training set builder from the declared repository
+    (``features.repo_dir``), writes them as the serving repository's batch sources, applies it
+    and retrieves every transaction point-in-time (rows in time order). The file store joins
+    each entity row with all of its entity's rows, so this suits thousands of transactions,
+    not millions.
 
     Raises:
         FeastRowsMissingError: Feast lost a row (a bug: every row's sources are written).
+        DefinitionError: the declared repository is refused, or ``raw`` does not match it.
     """
-    features = compute_features(raw)
+    from stream_infer.streamdef.feast_reader import load_definitions
+
+    features = feature_frame(load_definitions(settings.features.repo_dir), raw)
     repo_dir = settings.features.feast_repo_dir
     write_offline_sources(features, repo_dir)
     store = apply(repo_dir)

@@ -1,5 +1,6 @@
 """The Feast repository end to end: apply (SQLite, Redis, the CLI), point-in-time retrieval
-equal to the offline features, Feast's silent row drops caught, push and online reads.
+equal to the training set builder's features, Feast's silent row drops caught, push and
+online reads.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from stream_infer.features.definitions import (
     SECONDS_PER_DAY,
     TERMINAL_FEATURES,
 )
-from stream_infer.features.offline import compute_features
+from stream_infer.features.serving_frame import feature_frame
 from stream_infer.features.synthetic import synthetic_transactions
+from stream_infer.streamdef.feast_reader import load_definitions
 
 REPO = Path(__file__).resolve().parents[2]
 FEATURES_REPO = REPO / "features"
@@ -54,7 +56,7 @@ def _feast_imported() -> None:
 def features() -> pd.DataFrame:
     """~500 transactions over 40 days, with same-second ties and paused customers."""
     tx = synthetic_transactions(n_customers=12, n_terminals=8, n_days=40, seed=5)
-    return compute_features(tx)
+    return feature_frame(load_definitions(REPO / "examples" / "fraud" / "feature_repo"), tx)
 
 
 @pytest.fixture
@@ -269,7 +271,9 @@ def test_training_frame_via_feast_equals_the_direct_one(repo: Path) -> None:
     raw = synthetic_transactions(n_customers=8, n_terminals=5, n_days=35, seed=9)
     settings = load_settings(features={"feast_repo_dir": str(repo)})
     frame = feast_repo.training_frame_via_feast(raw, settings)
-    direct = compute_features(raw)
+    direct = feature_frame(load_definitions(settings.features.repo_dir), raw)
     assert len(frame) == len(raw)
-    assert frame["tx_fraud"].tolist() == raw["tx_fraud"].tolist()
-    assert_same(frame, direct.assign(transaction_id=frame["transaction_id"]), FEATURE_NAMES)
+    assert frame["transaction_id"].tolist() == direct["transaction_id"].tolist()
+    labels = raw.set_index(raw["transaction_id"].astype(str))["tx_fraud"]
+    assert frame["tx_fraud"].tolist() == labels.loc[frame["transaction_id"]].tolist()
+    assert_same(frame, direct, FEATURE_NAMES)

@@ -11,13 +11,16 @@ import pytest
 
 from stream_infer.features import feast_repo
 from stream_infer.features.definitions import CUSTOMER_FEATURES, SECONDS_PER_DAY, TERMINAL_FEATURES
-from stream_infer.features.offline import compute_features
+from stream_infer.features.serving_frame import feature_frame
 from stream_infer.features.synthetic import synthetic_transactions
+
+from .fraud_defs import fraud_defs
 
 
 @pytest.fixture(scope="module")
 def features() -> pd.DataFrame:
-    return compute_features(synthetic_transactions(n_customers=10, n_terminals=6, n_days=20))
+    tx = synthetic_transactions(n_customers=10, n_terminals=6, n_days=20)
+    return feature_frame(fraud_defs(), tx)
 
 
 def test_importing_the_module_does_not_import_feast() -> None:
