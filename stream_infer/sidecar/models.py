@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stream_infer.config import Settings
 from stream_infer.errors import StreamInferError
@@ -32,7 +32,7 @@ from stream_infer.model.roles import Role
 from stream_infer.model.routed import RoutedScores
 from stream_infer.model.routing import routes_to_challenger
 from stream_infer.model.serving import ModelCache, Served, ServingModels, ServingWatcher
-from stream_infer.model.session import load_model
+from stream_infer.model.session import LoadedModel, load_model
 from stream_infer.sidecar.metrics import SidecarMetrics
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,13 @@ def sidecar_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Which version served a transaction, and in which role."""
+    """Which version served a transaction, and in which role; ``model`` is that version (its
+    manifest's rule judges the score)."""
 
     version: int
     semver: str
     role: Role
+    model: LoadedModel = field(compare=False, repr=False)
 
 
 def route_of(serving: ServingModels, customer_id: str) -> tuple[Served, Role]:
@@ -67,10 +69,10 @@ def route_of(serving: ServingModels, customer_id: str) -> tuple[Served, Role]:
 def routes_of(routed: RoutedScores) -> list[Route]:
     """Row-aligned: the version, semver and role that served each row of a routed batch."""
     s = routed.serving
-    champion = Route(s.champion.version, s.champion.semver, "champion")
+    champion = Route(s.champion.version, s.champion.semver, "champion", s.champion.model)
     if routed.challenger is None or s.challenger is None:
         return [champion] * len(routed.scores)
-    challenger = Route(s.challenger.version, s.challenger.semver, "challenger")
+    challenger = Route(s.challenger.version, s.challenger.semver, "challenger", s.challenger.model)
     return [challenger if on else champion for on in routed.challenger.tolist()]
 
 

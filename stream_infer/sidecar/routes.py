@@ -4,7 +4,9 @@ A body is one transaction (``inputs``) or a batch (``transactions``, answered as
 in the same order, each scored exactly as it would be alone). Every answer names the version
 that scored it (``model_version``, ``model_semver``, ``model_role``, as the stream's score
 records do), the request's ``request_id``, its ``latency_ms`` and ``timestamp``, and is judged
-against the request's ``threshold`` (default ``model.threshold``). ``return_features`` adds
+by that version's rule (its manifest's direction, ``positive`` high or low, and threshold;
+``model.threshold`` where the manifest records none); a request's ``threshold`` replaces the
+threshold, not the direction. ``return_features`` adds
 the features; ``return_explanations`` per-feature attributions
 (:mod:`stream_infer.sidecar.explain`). Open Inference Protocol routes are
 :mod:`stream_infer.sidecar.protocol_http`'s.
@@ -31,6 +33,7 @@ from pydantic import TypeAdapter, ValidationError
 from stream_infer.errors import BatchTimeoutError, QueueFullError, RetryableError
 from stream_infer.event_time import FutureLimit
 from stream_infer.events import Transaction
+from stream_infer.model.verdict import ScoreRule
 from stream_infer.sidecar.explain import Explainer
 from stream_infer.sidecar.hot import Answer
 from stream_infer.sidecar.models import Route, route_of
@@ -158,7 +161,7 @@ class Predict:
                 member, role = route_of(serving, tx.customer_id)
                 key = cache.key(name, member.version, tx)
                 keys[i] = (key, member.version)
-                found[i] = cache.get(key, Route(member.version, member.semver, role))
+                found[i] = cache.get(key, Route(member.version, member.semver, role, member.model))
         todo = [i for i, hit in enumerate(found) if hit is None]
         outcomes = await asyncio.gather(
             *(batcher.submit(txs[i], timeout_s) for i in todo), return_exceptions=True
@@ -193,10 +196,13 @@ class Predict:
         start: float,
         explanation: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        threshold = parameters.threshold
-        if threshold is None:
-            threshold = self.sidecar.settings.model.threshold
         route = scored.route
+        # The serving version's rule (its manifest's direction and threshold); a request's
+        # threshold replaces the threshold only, never the direction.
+        if parameters.threshold is None:
+            rule = route.model.rule(self.sidecar.settings.model.threshold)
+        else:
+            rule = ScoreRule(parameters.threshold, route.model.positive, route.model.score_kind)
         served = self._served.get((route.version, route.role))
         if served is None:
             served = self.sidecar.metrics.served.labels(API, str(route.version), route.role)
@@ -210,7 +216,7 @@ class Predict:
             "model_role": route.role,
             "predictions": {
                 "fraud_probability": scored.score,
-                "is_fraud": scored.score >= threshold,
+                "is_fraud": bool(rule.flags(scored.score)),
             },
             "metadata": {
                 "latency_ms": (time.monotonic() - start) * 1000,

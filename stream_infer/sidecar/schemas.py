@@ -17,9 +17,13 @@ class PredictParameters(BaseModel):
 
     threshold: float | None = Field(
         default=None,
-        ge=0,
-        le=1,
-        description="is_fraud cut-off for this request (default: the model's)",
+        allow_inf_nan=False,
+        description=(
+            "is_fraud cut-off for this request, on the serving version's side (score >= "
+            "threshold for a high-is-positive model, <= for low); any finite float, since a "
+            "decision score is not a probability (default: the version's manifest threshold, "
+            "else model.threshold)"
+        ),
     )
     return_features: bool = Field(default=False, description="also answer the 15 feature values")
     return_explanations: bool = Field(

@@ -131,3 +131,51 @@ def test_answers_hold_to_the_documented_response_model(settings: Settings) -> No
             assert reply.headers["content-type"] == "application/json"
             answers.validate_python(reply.json())
             assert "features" in reply.text or not body["parameters"]
+
+
+def test_is_fraud_follows_the_serving_versions_rule(
+    base_settings: Settings, kafka_bootstrap: str, tmp_path: Path, model_registry: Path
+) -> None:
+    # The same network registered as a low-is-positive decision score: its manifest's rule,
+    # not score >= threshold, judges every answer; a request's threshold (any finite float)
+    # replaces the threshold, never the direction.
+    from pydantic import ValidationError
+
+    from stream_infer.model.registry import ModelRegistry
+    from stream_infer.sidecar.schemas import PredictParameters
+
+    root = tmp_path / "low-registry"
+    onnx = (model_registry / "fraud" / "1" / MODEL_FILE).read_bytes()
+    cut = 0.5
+    ModelRegistry(root).register(
+        "fraud", onnx, FEATURE_NAMES, score_kind="decision", positive="low", threshold=cut
+    )
+    settings = make_test_settings(
+        base_settings, kafka_bootstrap, tmp_path, model={"registry_dir": str(root)}
+    )
+    # Small amounts, one transaction a customer: scores on both sides of a cut.
+    txs = [tx | {"tx_amount": 0.2 * i} for i, tx in enumerate(make_transactions(12, customers=12))]
+    with serving(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+
+        def answers(**parameters: float) -> list[tuple[float, bool]]:
+            body = {"transactions": txs, "parameters": parameters}
+            reply = client.post(PREDICT, json=body)
+            assert reply.status_code == 200, reply.text
+            got = [r["predictions"] for r in reply.json()["results"]]
+            return [(p["fraud_probability"], p["is_fraud"]) for p in got]
+
+        manifest = answers()
+        assert all(flag == (score <= cut) for score, flag in manifest)
+        assert {flag for _, flag in manifest} == {True, False}
+        scores = sorted(score for score, _ in manifest)
+        middle = scores[len(scores) // 2]
+        assert scores[0] < middle < scores[-1]  # both verdicts are seen below
+        judged = answers(threshold=middle)
+        assert all(flag == (score <= middle) for score, flag in judged)
+        assert {flag for _, flag in judged} == {True, False}
+        # Outside [0, 1]: a decision score's threshold, accepted, on the low side.
+        assert not any(flag for _, flag in answers(threshold=-3.5))
+        assert all(flag for _, flag in answers(threshold=7.0))
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValidationError):
+            PredictParameters(threshold=bad)
