@@ -62,8 +62,12 @@ def label_rows(transactions: pd.DataFrame, labels: pd.DataFrame | None) -> pd.Da
         raise ValueError(f"{'transactions' if labels is None else 'labels'} lack {missing}")
     out = source.drop_duplicates("transaction_id", keep="first")
     if not {"terminal_id", "tx_datetime"} <= set(out.columns):
+        # Ids are strings on the wire: a parquet's ints and another's strings name the same.
         where = transactions[["transaction_id", "terminal_id", "tx_datetime"]]
-        out = out[list(need)].merge(where, on="transaction_id", how="left", validate="1:1")
+        where = where.assign(transaction_id=where["transaction_id"].astype(str))
+        out = out[list(need)].assign(transaction_id=out["transaction_id"].astype(str))
+        out = out.drop_duplicates("transaction_id", keep="first")
+        out = out.merge(where, on="transaction_id", how="left", validate="1:1")
         unknown = out["terminal_id"].isna()
         if unknown.any():
             ids = out.loc[unknown, "transaction_id"].head(5).tolist()

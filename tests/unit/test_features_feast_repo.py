@@ -89,3 +89,18 @@ def test_historical_features_refuses_repeated_transactions(features: pd.DataFram
     twice = pd.concat([entities, entities.head(1)], ignore_index=True)
     with pytest.raises(ValueError, match="transaction_id values repeat"):
         feast_repo.historical_features(object(), twice)
+
+
+def test_separate_labels_give_the_frame_of_labelled_transactions() -> None:
+    tx = synthetic_transactions(n_customers=8, n_terminals=5, n_days=35, seed=9)
+    own = feature_frame(fraud_defs(), tx)
+    # Labels by id only, repeated (at-least-once), and one transaction never labelled.
+    labels = tx[["transaction_id", "tx_fraud"]]
+    labels = pd.concat([labels, labels.head(50)], ignore_index=True)
+    unlabelled = tx.drop(columns="tx_fraud")
+    separate = feature_frame(fraud_defs(), unlabelled, labels)
+    pd.testing.assert_frame_equal(separate, own)
+    assert own["terminal_nb_tx_30d"].max() > 0  # not vacuous: the labels were read
+    assert own["event_timestamp"].is_unique and own["transaction_id"].is_unique
+    with pytest.raises(ValueError, match="unknown transactions"):
+        feature_frame(fraud_defs(), unlabelled, labels.assign(transaction_id="nope"))
