@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from stream_infer.config import Settings, load_settings
@@ -19,6 +20,8 @@ from stream_infer.pipeline import ScoringPipeline
 from stream_infer.runtime import build_features, build_pipeline, load_serving_model
 from stream_infer.sidecar.scoring import Scored, TransactionScorer
 from stream_infer.sidecar.turns import TurnBatcher
+
+from .fakes import FakeRecord
 
 
 class Recorder:
@@ -136,8 +139,13 @@ def test_the_inline_fast_path_scores_as_the_batched_path(
     # Some stored history, written as the stream writes it.
     writer = build_pipeline(settings, model)
     history = _transactions(30, 6, datetime(2026, 4, 1, tzinfo=UTC))
-    writer.score_transactions(history, [(0, i) for i in range(len(history))])
-    writer.features.state.flush()
+    written = writer.process(
+        [
+            FakeRecord(orjson.dumps(tx.model_dump(mode="json")), tx.customer_id.encode(), _offset=i)
+            for i, tx in enumerate(history)
+        ]
+    )
+    writer.features.state.save(written.state_writes)  # as the worker's writer thread does
     pipeline = ScoringPipeline(model, build_features(settings, read_only=True), emit_features=True)
     scorer = TransactionScorer(pipeline)
     # Eight customers, two of them twice: the batched path scores those in rounds.
