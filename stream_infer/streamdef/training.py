@@ -30,7 +30,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from stream_infer.errors import DefinitionError
-from stream_infer.streamdef.daily import DailyRows, day_partials
+from stream_infer.streamdef.daily_frame import daily_feature_matrix
 from stream_infer.streamdef.kernel import StreamKernel
 from stream_infer.streamdef.ondemand import apply_on_demand
 from stream_infer.streamdef.reference import feature_rows
@@ -98,9 +98,10 @@ def kernel_features(
     labels: Mapping[str, np.ndarray] | None,
 ) -> dict[str, np.ndarray]:
     """Every feature the service names, for event columns in processing order (``SEQ_COLUMN``
-    included): the stream's own evaluators over one batch. Equal to
-    :func:`~stream_infer.streamdef.reference.feature_rows` (count, min and max exactly, sums to
-    rounding), in time linear in the events where the reference is quadratic.
+    included): the stream's own evaluators over one batch; daily views vectorised over the
+    whole set (:mod:`stream_infer.streamdef.daily_frame`, equal to the stream's ``DailyRows``).
+    Equal to :func:`~stream_infer.streamdef.reference.feature_rows` (count, min and max
+    exactly, sums to rounding), in time linear in the events where the reference is quadratic.
 
     Raises:
         OnDemandError: an on-demand view's function broke its contract.
@@ -118,8 +119,8 @@ def kernel_features(
         name: stream[:, j] for j, name in enumerate(defs.stream_features())
     }
     if defs.daily_views:
-        partials = day_partials(defs, _lists(labels) if labels is not None else {})
-        daily = DailyRows(defs).evaluate(events, partials)
+        # Vectorised; equal to DailyRows over day_partials (test_streamdef_daily_frame.py).
+        daily = daily_feature_matrix(defs, events, labels)
         feats |= {name: daily[:, j] for j, name in enumerate(defs.daily_features())}
     feats |= apply_on_demand(defs.on_demand, events, feats, n)
     return {name: feats[name] if name in feats else events[name] for name in defs.inputs}
