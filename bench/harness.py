@@ -34,6 +34,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from bench import own_repo
 from bench.child import run_row
 from bench.latency import broker_floor, worker_latency
 from bench.scaleout import cli_worker
@@ -308,6 +309,7 @@ def run_all(quick: bool, events: int | None, reps: int) -> dict[str, Any]:
         "rows": summary,
         "model_limit": model_limit(settings),
         "features_us_per_event": feature_cost(data),
+        "own_repo_features_us_per_event": own_repo.feature_cost(len(data), reps),
         "latency_at_half_max": latency["half"][0],
         "broker_two_hops_at_half_max": latency["half"][1],
         "latency_at_quarter_max": latency["quarter"][0],

@@ -58,6 +58,7 @@ def test_quick_benchmark_writes_every_row(tmp_path: Path) -> None:
     assert scale["exit_codes"] == [0, 0]
     assert scale["scores"] == [{"records": 3000, "transactions": 3000}] * 2
     assert result["model_limit"]["rows_per_s_batch_512"] > 0
+    assert result["own_repo_features_us_per_event"] > 0
     assert result["latency_at_half_max"]["missing"] == 0
     # The broker's two hops ran at the worker's offered rate, and every record came through.
     floor = result["broker_two_hops_at_half_max"]
