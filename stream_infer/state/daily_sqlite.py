@@ -11,14 +11,11 @@ transaction is rolled back, so the call can be repeated as it is.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from stream_infer.errors import StoreUnavailableError
 from stream_infer.state.base import decode_row, encode_row
+from stream_infer.state.sqlite_db import SqliteDb
 from stream_infer.streamdef.daily_source import DailyRow
 
 SCHEMA = """
@@ -40,56 +37,10 @@ class SqliteDailyRows:
     """
 
     def __init__(self, path: Path, busy_timeout_s: float = 5.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._read_lock = threading.Lock()
-        with self._io("open"):
-            self._db = sqlite3.connect(
-                path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-            self._reader = sqlite3.connect(
-                path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
-            )
-            self._reader.execute("PRAGMA query_only=1")
+        self._db = SqliteDb(path, busy_timeout_s, SCHEMA)
 
     def close(self) -> None:
-        with self._read_lock:
-            self._reader.close()
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _read(self, what: str) -> Iterator[sqlite3.Connection]:
-        """The read connection, under its lock (never the writer's)."""
-        with self._read_lock, self._io(what):
-            yield self._reader
-
-    @contextmanager
-    def _io(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.OperationalError as exc:  # locked, busy, disk I/O, full
-            raise StoreUnavailableError(f"sqlite {what} failed: {exc}") from exc
-
-    @contextmanager
-    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction under the lock; rolled back if anything in it fails."""
-        with self._lock, self._io(what):
-            db = self._db
-            if db.in_transaction:  # an earlier rollback failed: finish it before starting over
-                db.execute("ROLLBACK")
-            db.execute("BEGIN IMMEDIATE")  # take the write lock now, not half-way through
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    with suppress(sqlite3.Error):  # report the original error, not this one
-                        db.execute("ROLLBACK")
-                raise
+        self._db.close()
 
     def rows(
         self, view: str, keys: Iterable[tuple[str, int]]
@@ -99,7 +50,7 @@ class SqliteDailyRows:
         by_day: dict[int, list[str]] = {}
         for key, day in wanted:
             by_day.setdefault(day, []).append(key)
-        with self._read("daily rows read") as db:
+        with self._db.read("daily rows read") as db:
             for day, entities in by_day.items():
                 for i in range(0, len(entities), _CHUNK):
                     chunk = entities[i : i + _CHUNK]
@@ -115,7 +66,7 @@ class SqliteDailyRows:
     def publish(
         self, rows: Mapping[str, Mapping[tuple[str, int], DailyRow]], complete_through: int
     ) -> None:
-        with self._transaction("daily rows publish") as db:
+        with self._db.transaction("daily rows publish") as db:
             db.executemany(
                 "INSERT OR REPLACE INTO daily_rows VALUES (?, ?, ?, ?)",
                 [
@@ -131,6 +82,6 @@ class SqliteDailyRows:
             )
 
     def complete_through(self) -> int | None:
-        with self._read("watermark read") as db:
+        with self._db.read("watermark read") as db:
             row = db.execute("SELECT value FROM meta WHERE key = 'complete_through'").fetchone()
         return None if row is None else int(row[0])
