@@ -30,18 +30,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from stream_infer.errors import StoreUnavailableError
 from stream_infer.labels.aggregator import PartialKey, PartitionUpdate
 from stream_infer.labels.partials import Partial, decode, encode
 from stream_infer.labels.rows import StoredPartials
 from stream_infer.state.redis_client import UNAVAILABLE, store_errors
+from stream_infer.state.sqlite_db import sqlite_io
 
 _SEP = "\x1f"  # between view, partition and join key in a Redis field (not in view names)
 
@@ -180,13 +180,8 @@ CREATE TABLE IF NOT EXISTS label_progress (
 _CHUNK = 500  # join keys per statement, under SQLite's bound-variable limit
 
 
-@contextmanager
-def _sqlite_io(what: str) -> Iterator[None]:
-    # OperationalError is SQLite's I/O family: locked, busy, disk I/O, cannot open.
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        raise StoreUnavailableError(f"sqlite label {what} failed: {exc}") from exc
+def _sqlite_io(what: str) -> AbstractContextManager[None]:
+    return sqlite_io(f"label {what}")
 
 
 class SqliteLabelPartials:
