@@ -36,15 +36,23 @@ from stream_infer.streamdef.spec import (
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+#: Cells of a view's (key, label day) table of partial indices (8 bytes each): 128 MiB.
+DENSE_LIMIT = 1 << 24
 
 
 def daily_feature_matrix(
     defs: StreamDefinitions,
     events: Mapping[str, npt.NDArray[Any]],
     labels: Mapping[str, npt.NDArray[Any]] | None,
+    *,
+    dense_limit: int = DENSE_LIMIT,
 ) -> F64:
     """``(n, len(defs.daily_features()))`` features of event columns, rows in input order:
-    what ``DailyRows(defs).evaluate(events, day_partials(defs, labels))`` returns."""
+    what ``DailyRows(defs).evaluate(events, day_partials(defs, labels))`` returns.
+
+    ``dense_limit``: the most (key, label day) cells a view indexes its day partials by in a
+    table; beyond it, a sorted search (slower, no memory bound).
+    """
     n = len(events[defs.source.timestamp_field])
     out = np.empty((n, len(defs.daily_features())), dtype=np.float64)
     src = defs.label_source
@@ -59,7 +67,7 @@ def daily_feature_matrix(
     for view in defs.daily_views:
         width = len(view.aggregations)
         out[:, col : col + width] = _view_matrix(
-            view, events[view.join_field], days, kept, kept_days
+            view, events[view.join_field], days, kept, kept_days, dense_limit
         )
         col += width
     return out
@@ -71,6 +79,7 @@ def _view_matrix(
     days: I64,
     labels: Mapping[str, npt.NDArray[Any]] | None,
     label_days: I64,
+    dense_limit: int,
 ) -> F64:
     n = len(days)
     empty = np.array([_empty(a) for a in view.aggregations], dtype=np.float64)
@@ -98,15 +107,33 @@ def _view_matrix(
     rkey, rday, row_of = _distinct_rows(ecode.astype(np.int64), days)
     end = rday - view.delay_days
     longest = max(_days(a) for a in view.aggregations)
-    states = {(a.column, _days(a)): _State(len(rkey)) for a in view.aggregations}
+    wanted: dict[tuple[str, int], set[str]] = {}
+    for a in view.aggregations:
+        wanted.setdefault((a.column, _days(a)), set()).add(a.function)
+    states = {k: _State(len(rkey), fns) for k, fns in wanted.items()}
+    dense = None
+    if (int(codes.max()) + 1) * width <= dense_limit:  # a key x day table: one gather a step
+        dense = np.full((int(codes.max()) + 1) * width, -1, dtype=np.int64)
+        dense[groups] = np.arange(len(groups))
     for back in range(longest, 0, -1):  # day end - back, oldest first
         day = end - back
         rank = np.searchsorted(udays, day).clip(0, max(width - 1, 0))
-        at = np.searchsorted(groups, rkey * width + rank).clip(0, len(groups) - 1)
-        found = (rkey >= 0) & (udays[rank] == day) & (groups[at] == rkey * width + rank)
+        wanted_at = rkey * width + rank
+        if dense is not None:
+            at = dense[np.where(rkey >= 0, wanted_at, 0)]
+            found = (rkey >= 0) & (udays[rank] == day) & (at >= 0)
+        else:
+            at = np.searchsorted(groups, wanted_at).clip(0, len(groups) - 1)
+            found = (rkey >= 0) & (udays[rank] == day) & (groups[at] == wanted_at)
+        at = np.where(found, at, 0)
+        gathered = {
+            c: {name: np.where(found, v[at], 0.0) for name, v in parts[c].items()}
+            for c in columns
+            if any(back <= w for (col, w) in states if col == c)
+        }
         for (column, window), state in states.items():
             if back <= window:
-                state.merge(parts[column], at, found)
+                state.merge(gathered[column], found)
     result = np.empty((len(rkey), len(view.aggregations)), dtype=np.float64)
     for j, agg in enumerate(view.aggregations):
         result[:, j] = states[(agg.column, _days(agg))].finish(agg)
@@ -150,27 +177,30 @@ def _day_parts(values: F64, group_of: I64, groups: int) -> dict[str, F64]:
 class _State:
     """Merged days of one column over one window, for every distinct (key, day) row."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, functions: set[str]) -> None:
+        self.spread = bool(functions & {"var", "stddev"})
+        self.extremes = bool(functions & {"min", "max"})
         self.count = np.zeros(n)
         self.total = np.zeros(n)
         self.m2 = np.zeros(n)
         self.low = np.full(n, np.inf)
         self.high = np.full(n, -np.inf)
 
-    def merge(self, part: Mapping[str, F64], at: I64, found: npt.NDArray[np.bool_]) -> None:
-        """Merge the day at ``part[...][at]`` into the rows where ``found``."""
-        pc = np.where(found, part["count"][at], 0.0)
-        ps = np.where(found, part["sum"][at], 0.0)
-        pm2 = np.where(found, part["m2"][at], 0.0)
-        seen = self.count > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            delta = ps / pc - self.total / self.count
-            chan = pm2 + delta * delta * self.count * pc / (self.count + pc)
-        self.m2 = np.where(found, np.where(seen, self.m2 + chan, pm2), self.m2)
+    def merge(self, day: Mapping[str, F64], found: npt.NDArray[np.bool_]) -> None:
+        """Merge one day's partials (``day``, zero where not ``found``) into the rows where
+        ``found``; adding a zero count and sum leaves the others' exactly as they were."""
+        pc = day["count"]
+        if self.spread:
+            seen = self.count > 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                delta = day["sum"] / pc - self.total / self.count
+                chan = day["m2"] + delta * delta * self.count * pc / (self.count + pc)
+            self.m2 = np.where(found, np.where(seen, self.m2 + chan, day["m2"]), self.m2)
+        if self.extremes:
+            self.low = np.where(found, np.minimum(self.low, day["min"]), self.low)
+            self.high = np.where(found, np.maximum(self.high, day["max"]), self.high)
         self.count = self.count + pc
-        self.total = np.where(found, self.total + ps, self.total)
-        self.low = np.where(found, np.minimum(self.low, part["min"][at]), self.low)
-        self.high = np.where(found, np.maximum(self.high, part["max"][at]), self.high)
+        self.total = self.total + day["sum"]
 
     def finish(self, agg: AggSpec) -> F64:
         """``agg``'s function of the merged days (count and sum 0 on none, else NaN)."""

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from stream_infer.streamdef import reference
 from stream_infer.streamdef.daily import DailyRows, day_partials
-from stream_infer.streamdef.daily_frame import daily_feature_matrix
+from stream_infer.streamdef.daily_frame import DENSE_LIMIT, daily_feature_matrix
 from stream_infer.streamdef.spec import (
     AGG_FUNCTIONS,
     AggSpec,
@@ -121,13 +121,15 @@ def assert_contract(
 
 
 @settings(max_examples=300, deadline=None)
-@given(case=daily_case())
-def test_the_daily_matrix_equals_daily_rows(case: Case) -> None:
+@given(case=daily_case(), dense_limit=st.sampled_from([DENSE_LIMIT, 0]))
+def test_the_daily_matrix_equals_daily_rows(case: Case, dense_limit: int) -> None:
+    """With the day partials in a table and, ``dense_limit`` 0, found by a sorted search."""
     defs, labels, events = case
     lists = {name: col.tolist() for name, col in labels.items()}
     rows = DailyRows(defs).evaluate(events, day_partials(defs, lists))
     want = {name: rows[:, j] for j, name in enumerate(defs.daily_features())}
-    assert_contract(defs, daily_feature_matrix(defs, events, labels), want)
+    got = daily_feature_matrix(defs, events, labels, dense_limit=dense_limit)
+    assert_contract(defs, got, want)
 
 
 @settings(max_examples=100, deadline=None)
