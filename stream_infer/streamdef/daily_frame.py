@@ -13,8 +13,9 @@ are exact and the sums, means and variances equal ``DailyRows`` to the last bit 
 (held to it and to :func:`~stream_infer.streamdef.reference.daily_features` by
 tests/unit/test_streamdef_daily_frame.py: sums and means to 1e-12, var and stddev to 1e-9).
 
-Keys match as python values do in ``DailyRows``' dict lookups (``"7"`` is not ``7``); a NaN key
-matches nothing. NaN label values are outside the contract (``DailyRows``' min and max then
+Keys match as python values do in ``DailyRows``' dict lookups (``"7"`` is not ``7``), except
+that a missing key (NaN, and None too, which ``DailyRows`` would match) matches nothing. NaN
+label values are outside the contract (``DailyRows``' min and max then
 depend on the order).
 """
 
