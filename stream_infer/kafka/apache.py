@@ -17,20 +17,17 @@ import base64
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
-from typing import Final
+from typing import Final, Self
 
 from stream_infer.errors import ConfigError, FatalError
-from stream_infer.kafka.broker import free_port
+from stream_infer.kafka.child import ChildProcess, free_port
 
 _POM: Final = "apache_pom.xml"
 _MAVEN_NS: Final = {"m": "http://maven.apache.org/POM/4.0.0"}
@@ -152,7 +149,7 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-class ApacheKafka:
+class ApacheKafka(ChildProcess):
     """One Apache Kafka node (KRaft broker + controller) as a child process, by process id.
 
     ``bootstrap`` is the PLAINTEXT listener; inter-broker and controller traffic stay on
@@ -172,7 +169,6 @@ class ApacheKafka:
         heap: str = "512m",
         start_timeout_s: float = 90.0,
     ) -> None:
-        self._own_dir = work_dir is None
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="stream-infer-kafka-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -187,8 +183,7 @@ class ApacheKafka:
         self._jvm_options = tuple(jvm_options)
         self._heap = heap
         self._start_timeout_s = start_timeout_s
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.log_file = self.work_dir / "broker.log"
+        super().__init__(self.work_dir / "broker.log", self.work_dir, own_dir=work_dir is None)
         self.data_dir = self.work_dir / "data"
 
     @property
@@ -201,14 +196,6 @@ class ApacheKafka:
             return f"127.0.0.1:{self.listeners[name.upper()][1]}"
         except KeyError:
             raise ConfigError(f"no listener named {name}") from None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def alive(self) -> bool:
-        """Whether the process it started is still running."""
-        return self._proc is not None and self._proc.poll() is None
 
     def server_properties(self) -> dict[str, str]:
         """The ``server.properties`` this node runs with (defaults, then ``properties``)."""
@@ -289,7 +276,7 @@ class ApacheKafka:
         if done.returncode != 0:
             raise FatalError(f"formatting Kafka's storage failed: {done.stdout}{done.stderr}")
 
-    def start(self) -> ApacheKafka:
+    def start(self) -> Self:
         """Format the storage (first start only), launch the node and block until it answers
         a metadata request naming a broker.
 
@@ -302,93 +289,21 @@ class ApacheKafka:
         classpath = kafka_classpath()
         config = self._write_configs()
         self._format(classpath, config)
-        with self.log_file.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self._java(classpath, "kafka.Kafka", str(config), heap=self._heap),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C to the caller must not kill it mid-drain
+        self._spawn(self._java(classpath, "kafka.Kafka", str(config), heap=self._heap))
+        status = self._wait_answering(self.bootstrap, self._start_timeout_s, poll_s=0.1)
+        if status == "exited":
+            code = self._proc.returncode if self._proc is not None else None
+            self._proc = None
+            raise FatalError(f"Apache Kafka exited early (code {code}):\n{self.tail_log()}")
+        if status == "timeout":
+            tail = self.tail_log()
+            self.stop()
+            raise FatalError(
+                f"Apache Kafka did not answer on {self.bootstrap} within "
+                f"{self._start_timeout_s}s:\n{tail}"
             )
-        self._wait_ready()
         return self
-
-    def _wait_ready(self) -> None:
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient
-
-        deadline = time.monotonic() + self._start_timeout_s
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise FatalError(f"Apache Kafka exited early (code {code}):\n{self.tail_log()}")
-            try:
-                if admin.list_topics(timeout=1.0).brokers:
-                    return
-            except KafkaException:  # the listener is not up yet
-                pass
-            time.sleep(0.1)
-        tail = self.tail_log()
-        self.stop()
-        raise FatalError(
-            f"Apache Kafka did not answer on {self.bootstrap} within "
-            f"{self._start_timeout_s}s:\n{tail}"
-        )
-
-    def tail_log(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the node it started: SIGTERM (a controlled shutdown), then SIGKILL."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout_s)
-        except ProcessLookupError:
-            pass
-
-    def kill(self) -> None:
-        """SIGKILL the node (a crash: no controlled shutdown); :meth:`start` recovers it."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        proc.wait(timeout=30)
-
-    def restart(self) -> None:
-        """Stop and start again: same ports, same data."""
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-
-    def __enter__(self) -> ApacheKafka:
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
+        self._terminate(timeout_s)
