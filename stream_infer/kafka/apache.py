@@ -146,6 +146,7 @@ def kafka_classpath(timeout_s: float = 600.0) -> str:
 
 
 def _cluster_id() -> str:
+    """A random cluster id as Kafka writes them (URL-safe base64 of a UUID)."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
@@ -261,8 +262,8 @@ class ApacheKafka(ChildProcess):
                 classpath,
                 "kafka.tools.StorageTool",
                 "format",
-                "--cluster-id",
-                _cluster_id(),
+                # One argument: an id may start with "-", which argparse would take for an option.
+                f"--cluster-id={_cluster_id()}",
                 "--config",
                 str(config),
                 "--ignore-formatted",

@@ -18,6 +18,7 @@ from stream_infer.features.definitions import FEATURE_NAMES
 from stream_infer.kafka.transactions import Transactions
 from stream_infer.model.registry import ModelRegistry
 from stream_infer.model.session import load_model
+from stream_infer.model.verdict import ScoreRule
 from stream_infer.pipeline import ScoringPipeline
 from stream_infer.state.entity_rows import EntityWriteSet, StoredEntry
 from stream_infer.worker import ScoringWorker
@@ -283,6 +284,10 @@ class FailingModel:
             self.failures -= 1
             raise RuntimeError("CUDA error: an illegal memory access")
         return np.full(len(rows), 0.25, dtype=np.float32)
+
+    def rule(self, default_threshold: float) -> ScoreRule:
+        """Probabilities, high is positive (what a manifest with no verdict fields means)."""
+        return ScoreRule(default_threshold)
 
 
 def test_a_model_error_is_retried_once(registry: ModelRegistry) -> None:
